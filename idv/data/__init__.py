@@ -1,0 +1,1 @@
+"""Data layer: manifest, splits, image reading, datasets, augmentation, datamodule."""

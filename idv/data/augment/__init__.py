@@ -1,0 +1,1 @@
+"""Augmentation: albumentations pipelines from config and IDV attack simulators."""

@@ -1,0 +1,1 @@
+"""Generators of the embedded synthetic corpora (deterministic given a seed)."""

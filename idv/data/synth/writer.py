@@ -1,0 +1,86 @@
+"""Shared plumbing of the synthetic corpora: per-identity seeding, parallel rendering,
+atomic corpus directories and demographic / segment assignment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from idv.data.manifest import write_manifest
+from idv.data.splits import assign_splits
+
+MANIFEST_NAME = "manifest.parquet"
+
+
+def identity_rng(seed: int, index: int) -> np.random.Generator:
+    """An independent generator per identity, so output does not depend on worker count."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def render_parallel(
+    fn: Callable[[int, Path], list[dict[str, Any]]],
+    count: int,
+    tmp_dir: Path,
+    workers: int,
+) -> list[dict[str, Any]]:
+    """Run `fn(identity_index, tmp_dir)` for every identity; rows come back in index order."""
+    if workers <= 1:
+        results = [fn(i, tmp_dir) for i in range(count)]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(fn, range(count), [tmp_dir] * count, chunksize=8))
+    return [row for rows in results for row in rows]
+
+
+class CorpusDir:
+    """Build a corpus in a temporary sibling directory, then swap it in atomically.
+
+    A failure halfway leaves any previous corpus untouched.
+    """
+
+    def __init__(self, final: str | os.PathLike) -> None:
+        self.final = Path(final)
+        self.tmp = self.final.with_name(f".{self.final.name}.tmp-{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        (self.tmp / "images").mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.tmp, self.final)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_manifest(
+    rows: list[dict[str, Any]],
+    out: Path,
+    *,
+    seed: int,
+    fractions: Mapping[str, float],
+    stratify: Sequence[str],
+) -> pd.DataFrame:
+    """Assign subject-disjoint splits and write the manifest inside the corpus directory."""
+    frame = pd.DataFrame(rows)
+    frame["split"] = assign_splits(frame, seed=seed, fractions=fractions, stratify=stratify)
+    ordered = ["sample_id", "path", "label", "subject_id", "split", "attack_type"]
+    frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
+    write_manifest(frame, out / MANIFEST_NAME)
+    return frame
+
+
+def pick(rng: np.random.Generator, values: Sequence[str]) -> str:
+    return str(values[int(rng.integers(len(values)))])

@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny hand-made image corpus and Hydra config composition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import idv  # noqa: F401  (offline switches before anything else imports third parties)
+from idv.data.manifest import write_manifest
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def make_corpus(root: Path, subjects: int = 8, per_subject: int = 2) -> pd.DataFrame:
+    """A small valid PAD-style corpus: per subject, bona fide captures and one print each."""
+    rows = []
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    splits = ["train", "train", "train", "train", "val", "calib", "test", "test"]
+    for s in range(subjects):
+        for k in range(per_subject):
+            for label, kind in ((0, "bona_fide"), (1, "print")):
+                sid = f"s{s}_{k}_{kind}"
+                path = f"img/{sid}.png"
+                Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
+                    root / path)
+                rows.append({
+                    "sample_id": sid, "path": path, "label": label, "subject_id": f"s{s}",
+                    "split": splits[s % len(splits)], "attack_type": kind,
+                    "source_sample_id": f"s{s}_{k}_bona_fide" if label else None,
+                    "geography": "EU" if s % 2 else "NA",
+                })
+    frame = pd.DataFrame(rows)
+    write_manifest(frame, root / "manifest.parquet")
+    return frame
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    make_corpus(tmp_path)
+    return tmp_path
+
+
+def compose(config_name: str, overrides: list[str], output_dir: Path):
+    """Compose a real config from conf/ as the entry points do, with a tmp output dir."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides,
+                            return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.root_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg

@@ -1,0 +1,98 @@
+"""Every config group option and every experiment composes, resolves and builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from idv.data.augment.pipeline import build_transforms
+from tests.conftest import CONF_DIR, compose
+
+TRAIN_GROUPS = ("task", "data", "augment", "model", "trainer", "logger", "callbacks", "paths",
+                "experiment", "debug")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+CASES = [(g, o) for g in TRAIN_GROUPS for o in options(g)]
+
+
+def test_every_group_has_options() -> None:
+    for group in TRAIN_GROUPS:
+        assert options(group), f"conf/{group}/ is empty"
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
+    cfg = compose("train", [f"{group}={option}"], tmp_path)
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert resolved["trainer"]["_target_"]
+    assert get_class(resolved["data"]["_target_"])
+    assert timm.is_model(resolved["model"]["backbone"]["name"])
+    monitor = resolved["task"]["monitor"]["metric"]
+    assert monitor.startswith("val/"), "checkpoints are selected on val, never on test"
+    for name, callback in (resolved.get("callbacks") or {}).items():
+        if "monitor" in callback:
+            assert callback["monitor"] == monitor, name
+
+
+@pytest.mark.parametrize("option", options("augment"))
+def test_augment_pipelines_build_and_run(option: str, tmp_path: Path) -> None:
+    cfg = compose("train", [f"augment={option}"], tmp_path)
+    image = np.random.default_rng(0).integers(0, 255, (120, 100, 3), dtype=np.uint8)
+    size = cfg.augment.image_size
+    for stage in ("train", "eval"):
+        out = build_transforms(cfg.augment, stage, seed=0)(image=image)["image"]
+        assert tuple(out.shape) == (3, size, size)
+
+
+@pytest.mark.parametrize("option", ["cpu", "ddp_cpu"])
+def test_cpu_trainers_instantiate(option: str, tmp_path: Path) -> None:
+    cfg = compose("train", [f"trainer={option}", "logger=none"], tmp_path)
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("option", options("logger"))
+def test_loggers_and_callbacks_instantiate(option: str, tmp_path: Path) -> None:
+    cfg = compose("train", [f"logger={option}"], tmp_path)
+    for node in (cfg.get("logger") or {}).values():
+        logger = instantiate(node)
+        if option == "wandb":
+            assert node.mode == "offline"
+        assert logger is not None
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "EarlyStopping",
+                                                     "RichProgressBar", "LearningRateMonitor"}
+
+
+@pytest.mark.parametrize("config_name", ["train", "evaluate"])
+def test_override_paths_are_consistent(config_name: str, tmp_path: Path) -> None:
+    overrides = ["model.backbone.name=resnet18", "trainer.max_epochs=3", "data.batch_size=32"]
+    if config_name == "evaluate":
+        overrides.append("ckpt_path=x.ckpt")
+    cfg = compose(config_name, overrides, tmp_path)
+    assert cfg.model.backbone.name == "resnet18"
+    assert cfg.trainer.max_epochs == 3
+    assert cfg.data.batch_size == 32
+
+
+def test_debug_fast_is_tiny_and_silent(tmp_path: Path) -> None:
+    cfg = compose("train", ["debug=fast"], tmp_path)
+    assert cfg.profile == "tiny" and not cfg.get("logger")
+    assert cfg.trainer.limit_train_batches <= 4 and cfg.data.num_workers == 0
+    assert cfg.data.manifest.endswith("pad/tiny/manifest.parquet")
+
+
+def test_synth_config_composes(tmp_path: Path) -> None:
+    cfg = compose("synth", ["profile=tiny"], tmp_path)
+    for name in cfg.corpora:
+        resolved = OmegaConf.to_container(cfg[name], resolve=True)
+        assert "tiny" in resolved["sizes"] and "default" in resolved["sizes"]
