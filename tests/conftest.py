@@ -26,14 +26,19 @@ def make_corpus(root: Path, subjects: int = 8, per_subject: int = 2) -> pd.DataF
             for label, kind in ((0, "bona_fide"), (1, "print")):
                 sid = f"s{s}_{k}_{kind}"
                 path = f"img/{sid}.png"
-                Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
-                    root / path)
-                rows.append({
-                    "sample_id": sid, "path": path, "label": label, "subject_id": f"s{s}",
-                    "split": splits[s % len(splits)], "attack_type": kind,
-                    "source_sample_id": f"s{s}_{k}_bona_fide" if label else None,
-                    "geography": "EU" if s % 2 else "NA",
-                })
+                Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(root / path)
+                rows.append(
+                    {
+                        "sample_id": sid,
+                        "path": path,
+                        "label": label,
+                        "subject_id": f"s{s}",
+                        "split": splits[s % len(splits)],
+                        "attack_type": kind,
+                        "source_sample_id": f"s{s}_{k}_bona_fide" if label else None,
+                        "geography": "EU" if s % 2 else "NA",
+                    }
+                )
     frame = pd.DataFrame(rows)
     write_manifest(frame, root / "manifest.parquet")
     return frame
@@ -55,8 +60,7 @@ def compose(config_name: str, overrides: list[str], output_dir: Path):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides,
-                            return_hydra_config=True)
+        cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

@@ -13,8 +13,18 @@ from omegaconf import OmegaConf
 from idv.data.augment.pipeline import build_transforms
 from tests.conftest import CONF_DIR, compose
 
-TRAIN_GROUPS = ("task", "data", "augment", "model", "trainer", "logger", "callbacks", "paths",
-                "experiment", "debug")
+TRAIN_GROUPS = (
+    "task",
+    "data",
+    "augment",
+    "model",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "experiment",
+    "debug",
+)
 
 
 def options(group: str) -> list[str]:
@@ -69,8 +79,12 @@ def test_loggers_and_callbacks_instantiate(option: str, tmp_path: Path) -> None:
             assert node.mode == "offline"
         assert logger is not None
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "EarlyStopping",
-                                                     "RichProgressBar", "LearningRateMonitor"}
+    assert {type(c).__name__ for c in callbacks} >= {
+        "ModelCheckpoint",
+        "EarlyStopping",
+        "RichProgressBar",
+        "LearningRateMonitor",
+    }
 
 
 @pytest.mark.parametrize("config_name", ["train", "evaluate"])

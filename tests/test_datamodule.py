@@ -14,8 +14,16 @@ from tests.conftest import compose
 
 
 def datamodule(corpus: Path, tmp_path: Path, *overrides: str):
-    cfg = compose("train", ["debug=fast", f"data.manifest={corpus / 'manifest.parquet'}",
-                            "augment.image_size=16", *overrides], tmp_path)
+    cfg = compose(
+        "train",
+        [
+            "debug=fast",
+            f"data.manifest={corpus / 'manifest.parquet'}",
+            "augment.image_size=16",
+            *overrides,
+        ],
+        tmp_path,
+    )
     return instantiate(cfg.data)
 
 
@@ -40,8 +48,9 @@ def test_balanced_sampling_evens_out_labels(corpus: Path, tmp_path: Path) -> Non
     write_manifest(frame.drop(attacks[attacks % 10 != 1]), file)
     dm = datamodule(corpus, tmp_path, "data.balanced_sampling=true", "data.batch_size=64")
     dm.setup("fit")
-    labels = pd.Series([lab for _ in range(20) for lab in
-                        next(iter(dm.train_dataloader())).label.tolist()])
+    labels = pd.Series(
+        [lab for _ in range(20) for lab in next(iter(dm.train_dataloader())).label.tolist()]
+    )
     assert labels.mean() == pytest.approx(0.5, abs=0.1)
 
 

@@ -52,6 +52,7 @@ def test_unknown_split(corpus: Path) -> None:
     def change(f):
         f.loc[5, "split"] = "holdout"
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, "unknown split 'holdout'", row=5)
 
@@ -60,6 +61,7 @@ def test_label_outside_label_set(corpus: Path) -> None:
     def change(f):
         f.loc[3, "label"] = 7
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, r"label 7 is not in the task's label set \[0, 1\]", row=3)
 
@@ -68,6 +70,7 @@ def test_duplicate_sample_id(corpus: Path) -> None:
     def change(f):
         f.loc[9, "sample_id"] = f.loc[2, "sample_id"]
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, r"duplicate sample_id \(first seen at row 2\)", row=9)
 
@@ -85,6 +88,7 @@ def test_path_escaping_root(corpus: Path, bad_path: str) -> None:
     def change(f):
         f.loc[6, "path"] = bad_path
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, "escapes the corpus root", row=6, check_files=False)
 
@@ -100,6 +104,7 @@ def test_symlink_escaping_root(corpus: Path, tmp_path_factory) -> None:
         f.loc[7, "path"] = "img/link.png"
         f.loc[8, "path"] = "img/inside.png"  # a symlink that stays inside is fine
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, "symlink that escapes", row=7)
 
@@ -109,6 +114,7 @@ def test_subject_in_two_splits(corpus: Path) -> None:
         row = f.index[(f["subject_id"] == "s0")][1]
         f.loc[row, "split"] = "test"
         return f
+
     rewrite(corpus, change)
     message = expect_error(corpus, r"subject_id 's0' appears in splits.*identity leakage", row=1)
     assert "'test'" in message and "'train'" in message
@@ -120,6 +126,7 @@ def test_attack_source_in_other_split(corpus: Path) -> None:
         row = f.index[(f["subject_id"] == "s4") & (f["label"] == 1)][0]
         f.loc[row, "source_sample_id"] = "s0_0_bona_fide"
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, r"attack is in split 'val' but its source 's0_0_bona_fide' is in 'train'")
 
@@ -128,6 +135,7 @@ def test_attack_source_unknown(corpus: Path) -> None:
     def change(f):
         f.loc[1, "source_sample_id"] = "nobody"
         return f
+
     rewrite(corpus, change)
     expect_error(corpus, "source_sample_id 'nobody' is not a sample", row=1)
 
@@ -135,8 +143,9 @@ def test_attack_source_unknown(corpus: Path) -> None:
 def test_empty_split_that_run_needs(corpus: Path) -> None:
     rewrite(corpus, lambda f: f[f["split"] != "calib"])
     load(corpus, required_splits=("train", "val"))
-    expect_error(corpus, "split 'calib' is empty, but this run needs it",
-                 required_splits=("train", "calib"))
+    expect_error(
+        corpus, "split 'calib' is empty, but this run needs it", required_splits=("train", "calib")
+    )
 
 
 def test_unreadable_parquet(tmp_path: Path) -> None:

@@ -47,10 +47,21 @@ def test_truncated_and_corrupt_images_name_the_file(tmp_path: Path) -> None:
 def dataset(tmp_path: Path, on_error: str) -> ImageDataset:
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
     truncated_jpeg(tmp_path / "bad.jpg")
-    frame = pd.DataFrame({"sample_id": ["a", "b"], "path": ["ok.png", "bad.jpg"],
-                          "label": [0, 1], "attack_type": ["bona_fide", "print"]})
-    return ImageDataset(frame, tmp_path, build_transforms(AUGMENT, "eval"),
-                        ["bona_fide", "print"], on_error=on_error)
+    frame = pd.DataFrame(
+        {
+            "sample_id": ["a", "b"],
+            "path": ["ok.png", "bad.jpg"],
+            "label": [0, 1],
+            "attack_type": ["bona_fide", "print"],
+        }
+    )
+    return ImageDataset(
+        frame,
+        tmp_path,
+        build_transforms(AUGMENT, "eval"),
+        ["bona_fide", "print"],
+        on_error=on_error,
+    )
 
 
 def test_dataset_fails_by_default(tmp_path: Path) -> None:
@@ -69,7 +80,8 @@ def test_dataset_skip_mode_counts_skipped(tmp_path: Path, caplog) -> None:
 
 
 def test_unknown_species_is_an_error(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"sample_id": ["a"], "path": ["x.png"], "label": [1],
-                          "attack_type": ["deepfake"]})
+    frame = pd.DataFrame(
+        {"sample_id": ["a"], "path": ["x.png"], "label": [1], "attack_type": ["deepfake"]}
+    )
     with pytest.raises(ValueError, match="deepfake"):
         ImageDataset(frame, tmp_path, build_transforms(AUGMENT, "eval"), ["bona_fide", "print"])

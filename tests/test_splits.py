@@ -15,11 +15,24 @@ def pad_like(subjects: int = 200, seed: int = 0) -> pd.DataFrame:
     for s in range(subjects):
         species = ["print", "replay", "mask"][s % 3]
         for k in range(3):
-            rows.append({"sample_id": f"{s}_{k}", "subject_id": f"s{s}", "label": 0,
-                         "attack_type": "bona_fide"})
+            rows.append(
+                {
+                    "sample_id": f"{s}_{k}",
+                    "subject_id": f"s{s}",
+                    "label": 0,
+                    "attack_type": "bona_fide",
+                }
+            )
             if rng.random() < 0.9:
-                rows.append({"sample_id": f"{s}_{k}_a", "subject_id": f"s{s}", "label": 1,
-                             "attack_type": species, "source_sample_id": f"{s}_{k}"})
+                rows.append(
+                    {
+                        "sample_id": f"{s}_{k}_a",
+                        "subject_id": f"s{s}",
+                        "label": 1,
+                        "attack_type": species,
+                        "source_sample_id": f"{s}_{k}",
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 import idv  # noqa: F401  (offline switches first)
+from idv.cli import CONF_DIR
 from idv.data.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,25 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     for name in cfg.corpora:
         corpus_cfg = OmegaConf.to_container(cfg[name], resolve=True)
         if cfg.profile not in corpus_cfg["sizes"]:
-            raise KeyError(f"profile {cfg.profile!r} has no size in corpus {name!r} "
-                           f"(sizes: {sorted(corpus_cfg['sizes'])})")
+            raise KeyError(
+                f"profile {cfg.profile!r} has no size in corpus {name!r} "
+                f"(sizes: {sorted(corpus_cfg['sizes'])})"
+            )
         out = Path(cfg.out_dir) / name / cfg.profile
         start = time.perf_counter()
         frame = _generator(name)(corpus_cfg, cfg.profile, int(cfg.seed), out, workers=workers)
         seconds = time.perf_counter() - start
-        console.print(f"[bold]{name}[/bold] ({cfg.profile}): {len(frame)} images of "
-                      f"{frame['subject_id'].nunique()} subjects in {seconds:.1f} s -> {out}")
+        console.print(
+            f"[bold]{name}[/bold] ({cfg.profile}): {len(frame)} images of "
+            f"{frame['subject_id'].nunique()} subjects in {seconds:.1f} s -> {out}"
+        )
         for table in summarize(frame, name):
             console.print(table)
         written[name] = out / "manifest.parquet"
     return written
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synth")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -81,8 +81,9 @@ class IDVDataModule(L.LightningDataModule):
         else:  # already validated; only the needs of this stage are new
             for split in needed:
                 if self.manifest.split(split).empty:
-                    raise ValueError(f"{self.manifest_file}: split {split!r} is empty, "
-                                     "but this run needs it")
+                    raise ValueError(
+                        f"{self.manifest_file}: split {split!r} is empty, but this run needs it"
+                    )
         for split in SPLITS:
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)

@@ -49,7 +49,9 @@ class ImageDataset(Dataset):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
         unknown = sorted(set(frame["attack_type"]) - set(species))
         if unknown:
-            raise ValueError(f"attack types {unknown} are not in the task's species {list(species)}")
+            raise ValueError(
+                f"attack types {unknown} are not in the task's species {list(species)}"
+            )
         self.root = Path(root)
         self.transform = transform
         self.on_error = on_error

@@ -110,15 +110,21 @@ def validate(
     bad = ~frame["split"].isin(SPLITS)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
-        raise _row_error(file, frame, i, f"unknown split {_value(frame['split'], i)!r}; "
-                         f"expected one of {SPLITS}")
+        raise _row_error(
+            file, frame, i, f"unknown split {_value(frame['split'], i)!r}; expected one of {SPLITS}"
+        )
 
     if labels is not None:
         bad = ~frame["label"].isin(list(labels))
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
-            raise _row_error(file, frame, i, f"label {_value(frame['label'], i)!r} is not in the "
-                             f"task's label set {sorted(labels)}")
+            raise _row_error(
+                file,
+                frame,
+                i,
+                f"label {_value(frame['label'], i)!r} is not in the "
+                f"task's label set {sorted(labels)}",
+            )
 
     dup = frame["sample_id"].duplicated(keep="first")
     if dup.any():
@@ -141,8 +147,13 @@ def _check_paths(manifest: Manifest, check_files: bool) -> None:
     for i, rel in enumerate(frame["path"].astype(str)):
         candidate = Path(rel)
         if candidate.is_absolute() or ".." in candidate.parts:
-            raise _row_error(file, frame, i, f"path {rel!r} escapes the corpus root {root} "
-                             "(absolute paths and '..' are not allowed)")
+            raise _row_error(
+                file,
+                frame,
+                i,
+                f"path {rel!r} escapes the corpus root {root} "
+                "(absolute paths and '..' are not allowed)",
+            )
         if not check_files:
             continue
         full = root / candidate
@@ -150,8 +161,12 @@ def _check_paths(manifest: Manifest, check_files: bool) -> None:
             raise _row_error(file, frame, i, f"path {rel!r} does not exist under {root}")
         resolved = full.resolve()
         if not resolved.is_relative_to(root):
-            raise _row_error(file, frame, i, f"path {rel!r} is a symlink that escapes the "
-                             f"corpus root {root} (-> {resolved})")
+            raise _row_error(
+                file,
+                frame,
+                i,
+                f"path {rel!r} is a symlink that escapes the corpus root {root} (-> {resolved})",
+            )
 
 
 def _check_subject_leakage(file: Path, frame: pd.DataFrame) -> None:
@@ -162,8 +177,13 @@ def _check_subject_leakage(file: Path, frame: pd.DataFrame) -> None:
         rows = frame.index[frame["subject_id"] == subject]
         seen = frame.loc[rows, "split"]
         i = int(rows[(seen != seen.iloc[0]).to_numpy()][0])
-        raise _row_error(file, frame, i, f"subject_id {subject!r} appears in splits "
-                         f"{sorted(seen.unique())} (identity leakage across splits)")
+        raise _row_error(
+            file,
+            frame,
+            i,
+            f"subject_id {subject!r} appears in splits "
+            f"{sorted(seen.unique())} (identity leakage across splits)",
+        )
 
 
 def _check_attack_sources(file: Path, frame: pd.DataFrame) -> None:
@@ -174,12 +194,18 @@ def _check_attack_sources(file: Path, frame: pd.DataFrame) -> None:
     for i in (sources.notna() & (sources.astype(str) != "")).to_numpy().nonzero()[0]:
         source = sources.iloc[i]
         if source not in split_of:
-            raise _row_error(file, frame, int(i), f"source_sample_id {source!r} is not a "
-                             "sample of this manifest")
+            raise _row_error(
+                file, frame, int(i), f"source_sample_id {source!r} is not a sample of this manifest"
+            )
         if split_of[source] != frame["split"].iloc[i]:
-            raise _row_error(file, frame, int(i), f"attack is in split "
-                             f"{_value(frame['split'], i)!r} but its source {source!r} is in "
-                             f"{split_of[source]!r}")
+            raise _row_error(
+                file,
+                frame,
+                int(i),
+                f"attack is in split "
+                f"{_value(frame['split'], i)!r} but its source {source!r} is in "
+                f"{split_of[source]!r}",
+            )
 
 
 def write_manifest(frame: pd.DataFrame, file: str | os.PathLike) -> Path:

@@ -17,9 +17,9 @@ from idv.data.manifest import SPLITS
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.6, "val": 0.1, "calib": 0.15, "test": 0.15}
 
 
-def subject_strata(frame: pd.DataFrame, columns: Sequence[str] = ("label", "attack_type")) -> (
-    pd.Series
-):
+def subject_strata(
+    frame: pd.DataFrame, columns: Sequence[str] = ("label", "attack_type")
+) -> pd.Series:
     """One stratum key per subject: the sorted set of values it has in `columns`."""
     present = [c for c in columns if c in frame.columns]
     if not present:

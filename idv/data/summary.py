@@ -19,8 +19,11 @@ def count_table(frame: pd.DataFrame, column: str, title: str) -> Table:
     samples = pd.crosstab(frame[column], frame["split"])
     subjects = frame.groupby([column, "split"])["subject_id"].nunique().unstack(fill_value=0)
     for value in samples.index:
-        cells = [f"{samples.at[value, s] if s in samples else 0} "
-                 f"({subjects.at[value, s] if s in subjects else 0})" for s in splits]
+        cells = [
+            f"{samples.at[value, s] if s in samples else 0} "
+            f"({subjects.at[value, s] if s in subjects else 0})"
+            for s in splits
+        ]
         table.add_row(str(value), *cells, str(int(samples.loc[value].sum())))
     return table
 

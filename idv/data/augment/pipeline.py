@@ -19,7 +19,9 @@ import idv  # noqa: F401  (offline switches before albumentations' update check)
 Stage = Literal["train", "eval"]
 
 
-def build_transforms(augment: Mapping[str, Any], stage: Stage, seed: int | None = None) -> A.Compose:
+def build_transforms(
+    augment: Mapping[str, Any], stage: Stage, seed: int | None = None
+) -> A.Compose:
     """Compose the `stage` list of an augment config, then normalise and convert to tensor."""
     if stage not in ("train", "eval"):
         raise ValueError(f"stage must be 'train' or 'eval', got {stage!r}")

@@ -33,19 +33,21 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, images: int
         face = render_face(identity, rng, size=cfg["image_size"], nuisance=nuisance)
         rel = f"images/{subject}/{subject}_{k:02d}.jpg"
         Image.fromarray(face.image).save(out / rel, quality=face.jpeg_quality)
-        rows.append({
-            "sample_id": f"{subject}_{k:02d}",
-            "path": rel,
-            "label": 0,
-            "subject_id": subject,
-            "attack_type": "bona_fide",
-            "session_id": f"{subject}_{k:02d}",
-            "geography": geography,
-            "age_band": identity.age_band,
-            "sex": identity.sex,
-            "skin_tone": identity.skin_tone,
-            "landmarks": face.landmarks.astype(np.float32).reshape(-1).tolist(),
-        })
+        rows.append(
+            {
+                "sample_id": f"{subject}_{k:02d}",
+                "path": rel,
+                "label": 0,
+                "subject_id": subject,
+                "attack_type": "bona_fide",
+                "session_id": f"{subject}_{k:02d}",
+                "geography": geography,
+                "age_band": identity.age_band,
+                "sex": identity.sex,
+                "skin_tone": identity.skin_tone,
+                "landmarks": face.landmarks.astype(np.float32).reshape(-1).tolist(),
+            }
+        )
     return rows
 
 
@@ -59,6 +61,7 @@ def generate_face_corpus(
     )
     with CorpusDir(out) as tmp:
         rows = render_parallel(fn, int(size["identities"]), tmp, workers)
-        frame = finish_manifest(rows, tmp, seed=seed, fractions=cfg["split_fractions"],
-                                stratify=FACE_STRATA)
+        frame = finish_manifest(
+            rows, tmp, seed=seed, fractions=cfg["split_fractions"], stratify=FACE_STRATA
+        )
     return frame

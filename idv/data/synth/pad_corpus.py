@@ -20,8 +20,10 @@ from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick
 
 PAD_STRATA = ("label", "attack_type")
 # Keyword and config key of each species' period parameter.
-PERIOD_ARGS = {"print": ("halftone_period", "halftone_period"),
-               "replay": ("moire_period", "moire_period")}
+PERIOD_ARGS = {
+    "print": ("halftone_period", "halftone_period"),
+    "replay": ("moire_period", "moire_period"),
+}
 
 
 def _attack(species: str, image, rng, cfg: Mapping[str, Any]):
@@ -40,33 +42,61 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, captures: i
     geography = pick(rng, cfg["geographies"])
     devices = devices_from_config(cfg["capture_devices"])
     # The camera adds blur, noise and JPEG (identically for both classes), not the renderer.
-    nuisance = replace(nuisance_from_config(cfg["nuisance"]), blur_sigma=(0.0, 0.0),
-                       noise_sigma=(0.0, 0.0), jpeg_quality=(100, 100))
+    nuisance = replace(
+        nuisance_from_config(cfg["nuisance"]),
+        blur_sigma=(0.0, 0.0),
+        noise_sigma=(0.0, 0.0),
+        jpeg_quality=(100, 100),
+    )
     folder = out / "images" / subject
     folder.mkdir(parents=True, exist_ok=True)
-    common = {"subject_id": subject, "geography": geography, "age_band": identity.age_band,
-              "sex": identity.sex, "skin_tone": identity.skin_tone}
+    common = {
+        "subject_id": subject,
+        "geography": geography,
+        "age_band": identity.age_band,
+        "sex": identity.sex,
+        "skin_tone": identity.skin_tone,
+    }
     rows = []
     for k in range(captures):
         face = render_face(identity, rng, size=cfg["image_size"], nuisance=nuisance).image
         device = devices[int(rng.integers(len(devices)))]
-        data, pixels = capture(face, rng, device, cfg["capture"])
+        data, _ = capture(face, rng, device, cfg["capture"])
         bona_id = f"{subject}_c{k:02d}"
         (folder / f"{bona_id}.jpg").write_bytes(data)
-        rows.append({**common, "sample_id": bona_id, "path": f"images/{subject}/{bona_id}.jpg",
-                     "label": 0, "attack_type": BONA_FIDE, "source_sample_id": None,
-                     "capture_device": device.name, "attack_strength": 0.0})
+        rows.append(
+            {
+                **common,
+                "sample_id": bona_id,
+                "path": f"images/{subject}/{bona_id}.jpg",
+                "label": 0,
+                "attack_type": BONA_FIDE,
+                "source_sample_id": None,
+                "capture_device": device.name,
+                "attack_strength": 0.0,
+            }
+        )
         for a in range(int(cfg["attacks_per_capture"])):
             species = pick(rng, cfg["species"])
-            attacked, strength = _attack(species, pixels, rng, cfg)
+            # The attacker's artefact (print, screen, mask) shows the same photo the bona fide
+            # capture saw; each image then passes through the camera exactly once.
+            attacked, strength = _attack(species, face, rng, cfg)
             device = devices[int(rng.integers(len(devices)))]
             data, _ = capture(attacked, rng, device, cfg["capture"])
             attack_id = f"{bona_id}_a{a}"
             (folder / f"{attack_id}.jpg").write_bytes(data)
-            rows.append({**common, "sample_id": attack_id,
-                         "path": f"images/{subject}/{attack_id}.jpg", "label": 1,
-                         "attack_type": species, "source_sample_id": bona_id,
-                         "capture_device": device.name, "attack_strength": strength})
+            rows.append(
+                {
+                    **common,
+                    "sample_id": attack_id,
+                    "path": f"images/{subject}/{attack_id}.jpg",
+                    "label": 1,
+                    "attack_type": species,
+                    "source_sample_id": bona_id,
+                    "capture_device": device.name,
+                    "attack_strength": strength,
+                }
+            )
     return rows
 
 
@@ -80,6 +110,7 @@ def generate_pad_corpus(
     )
     with CorpusDir(out) as tmp:
         rows = render_parallel(fn, int(size["identities"]), tmp, workers)
-        frame = finish_manifest(rows, tmp, seed=seed, fractions=cfg["split_fractions"],
-                                stratify=PAD_STRATA)
+        frame = finish_manifest(
+            rows, tmp, seed=seed, fractions=cfg["split_fractions"], stratify=PAD_STRATA
+        )
     return frame
