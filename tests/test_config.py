@@ -45,6 +45,8 @@ def test_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     assert resolved["trainer"]["_target_"]
     assert get_class(resolved["data"]["_target_"])
+    assert get_class(resolved["model"]["_target_"])
+    assert get_class(resolved["task"]["module"]["_target_"])
     assert timm.is_model(resolved["model"]["backbone"]["name"])
     monitor = resolved["task"]["monitor"]["metric"]
     assert monitor.startswith("val/"), "checkpoints are selected on val, never on test"
@@ -57,8 +59,9 @@ def test_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
 def test_augment_pipelines_build_and_run(option: str, tmp_path: Path) -> None:
     cfg = compose("train", [f"augment={option}"], tmp_path)
     image = np.random.default_rng(0).integers(0, 255, (120, 100, 3), dtype=np.uint8)
-    size = cfg.augment.image_size
-    for stage in ("train", "eval"):
+    sizes = {"train": cfg.augment.get("crop_size") or cfg.augment.image_size,
+             "eval": cfg.augment.image_size}
+    for stage, size in sizes.items():
         out = build_transforms(cfg.augment, stage, seed=0)(image=image)["image"]
         assert tuple(out.shape) == (3, size, size)
 
@@ -89,11 +92,14 @@ def test_loggers_and_callbacks_instantiate(option: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("config_name", ["train", "evaluate"])
 def test_override_paths_are_consistent(config_name: str, tmp_path: Path) -> None:
-    overrides = ["model.backbone.name=resnet18", "trainer.max_epochs=3", "data.batch_size=32"]
-    if config_name == "evaluate":
-        overrides.append("ckpt_path=x.ckpt")
+    overrides = ["trainer.max_epochs=3", "data.batch_size=32"]
+    if config_name == "train":
+        overrides.append("model.backbone.name=resnet18")
+    else:
+        overrides.append("ckpt_path=x.ckpt")  # evaluate takes the model from the checkpoint
     cfg = compose(config_name, overrides, tmp_path)
-    assert cfg.model.backbone.name == "resnet18"
+    if config_name == "train":
+        assert cfg.model.backbone.name == "resnet18"
     assert cfg.trainer.max_epochs == 3
     assert cfg.data.batch_size == 32
 

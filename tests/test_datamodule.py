@@ -20,6 +20,7 @@ def datamodule(corpus: Path, tmp_path: Path, *overrides: str):
             "debug=fast",
             f"data.manifest={corpus / 'manifest.parquet'}",
             "augment.image_size=16",
+            "augment.crop_size=16",
             *overrides,
         ],
         tmp_path,

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+import pandas as pd
+from torch.utils.data import DataLoader
 
 from idv.data.augment.pipeline import build_transforms
 from idv.data.datasets import ImageDataset, collate_images
-from idv.data.manifest import SPLITS, Manifest
+from idv.data.manifest import SPLITS, Manifest, ManifestError
+from idv.data.protocols import apply_protocol
 from idv.data.readers import OnError
+from idv.data.samplers import EpochSeededSampler, balanced_weights
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class IDVDataModule(L.LightningDataModule):
 
     `augment` is an augment config (train/eval transform lists + normalisation);
     `balanced_sampling` draws training samples with probability inversely proportional to
-    their label's frequency (a seeded WeightedRandomSampler) instead of shuffling.
+    their label's frequency instead of shuffling; both orders depend on (seed, epoch) only.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class IDVDataModule(L.LightningDataModule):
         on_error: OnError = "fail",
         seed: int = 0,
         check_files: bool = True,
+        protocol: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.manifest_file = Path(manifest)
@@ -65,6 +67,7 @@ class IDVDataModule(L.LightningDataModule):
         self.on_error = on_error
         self.seed = seed
         self.check_files = check_files
+        self.protocol = protocol
         self.manifest: Manifest | None = None
         self.datasets: dict[str, ImageDataset] = {}
 
@@ -78,21 +81,25 @@ class IDVDataModule(L.LightningDataModule):
                 required_splits=needed,
                 check_files=self.check_files,
             )
-        else:  # already validated; only the needs of this stage are new
-            for split in needed:
-                if self.manifest.split(split).empty:
-                    raise ValueError(
-                        f"{self.manifest_file}: split {split!r} is empty, but this run needs it"
-                    )
+        for split in needed:  # a protocol can empty a split that the manifest has
+            if self.split_frame(split).empty:
+                raise ManifestError(
+                    f"{self.manifest_file}: split {split!r} is empty under protocol "
+                    f"{(self.protocol or {}).get('name', 'default')!r}, but this run needs it"
+                )
         for split in SPLITS:
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
 
+    def split_frame(self, split: str) -> pd.DataFrame:
+        """Manifest rows of `split` after the protocol (e.g. an unseen attack removed)."""
+        assert self.manifest is not None, "call setup() first"
+        return apply_protocol(self.manifest.split(split), self.protocol)
+
     def _dataset(self, split: str) -> ImageDataset:
-        assert self.manifest is not None
         stage = "train" if split == "train" else "eval"
         return ImageDataset(
-            self.manifest.split(split),
+            self.split_frame(split),
             self.manifest.root,
             build_transforms(self.augment, stage, seed=self.seed),
             self.species,
@@ -105,27 +112,16 @@ class IDVDataModule(L.LightningDataModule):
             self.setup()
         dataset = self.datasets[split]
         sampler = None
-        if train and self.balanced_sampling:
-            sampler = self._balanced_sampler(dataset)
+        if train:
+            weights = balanced_weights(dataset.labels) if self.balanced_sampling else None
+            sampler = EpochSeededSampler(len(dataset), self.seed, weights)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_images,
-            generator=torch.Generator().manual_seed(self.seed),
-        )
-
-    def _balanced_sampler(self, dataset: ImageDataset) -> WeightedRandomSampler:
-        _, inverse, counts = np.unique(dataset.labels, return_inverse=True, return_counts=True)
-        weights = 1.0 / counts[inverse]
-        return WeightedRandomSampler(
-            torch.as_tensor(weights, dtype=torch.double),
-            num_samples=len(dataset),
-            replacement=True,
-            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

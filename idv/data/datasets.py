@@ -12,7 +12,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from idv.data.augment.pipeline import reseed
 from idv.data.readers import ImageReadError, OnError, read_image
+from idv.data.samplers import SampleKey
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,14 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> ImageSample | None:
+    def __getitem__(self, key: int | SampleKey) -> ImageSample | None:
+        """`key` is an index, or `(index, seed)` from an EpochSeededSampler: the augmentation
+        of the sample is then reseeded from it (reproducible across resumes and workers)."""
+        if isinstance(key, tuple):
+            i, seed = key
+            reseed(self.transform, seed)
+        else:
+            i = key
         try:
             image = read_image(self.root / self.paths[i])
         except ImageReadError as err:

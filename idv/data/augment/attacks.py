@@ -316,8 +316,8 @@ def paper_mask(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     Inside an elliptical face region around a jittered centre, each scaled by ``strength``: the
     low-frequency 3-D shading is flattened (a flat sheet catches light uniformly), fine detail
     softens and colours lose saturation with a cast of their own (print gamut), which leaves a
-    slight colour mismatch to the surroundings; along the ellipse runs a faint dark seam (the
-    cut edge and its shadow).
+    slight colour mismatch to the surroundings, and the sheet carries a weaker halftone screen
+    (it is a print); along the ellipse runs a faint dark seam (the cut edge and its shadow).
     """
     s = _check_inputs(image, strength, rng)
     h, w = image.shape[:2]
@@ -332,6 +332,8 @@ def paper_mask(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     cast = rng.normal(0.0, 0.03, size=3).astype(np.float32)
     seam_width = rng.uniform(0.6, 1.2)  # px
     seam_depth = rng.uniform(15.0, 35.0)  # grey levels at full strength
+    print_share = rng.uniform(0.4, 0.7)  # halftone strength relative to a full print attack
+    halftone = rng.uniform(3.0, 6.0)  # px
 
     src = image.astype(np.float32)
 
@@ -350,6 +352,9 @@ def paper_mask(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     face = _blur(src, s * detail_blur) * gain[..., None]
 
     face = _desaturate(face, s * sat_loss) * (1.0 + s * cast)
+    # The cut-out is itself a print: a weaker halftone screen on the face region.
+    face_u8 = np.clip(np.rint(face), 0, 255).astype(np.uint8)
+    face = print_attack(face_u8, s * print_share, rng, halftone_period=halftone).astype(np.float32)
     out = inside[..., None] * face + (1.0 - inside[..., None]) * src
 
     seam = np.exp(-0.5 * (((d - 1.0) * px_per_d) / seam_width) ** 2)

@@ -7,10 +7,12 @@ in the same Normalize + ToTensorV2 so train, eval and serving share one definiti
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import albumentations as A
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 from hydra.utils import instantiate
 
@@ -36,3 +38,20 @@ def build_transforms(
         ToTensorV2(),
     ]
     return A.Compose(transforms, seed=seed)
+
+
+def reseed(pipeline: A.BaseCompose, seed: int) -> None:
+    """Give every transform of `pipeline` its own generator derived from `seed`.
+
+    albumentations' `set_random_seed` hands one seed to all children, which would make their
+    draws identical (a flip whenever there is a rotation); spawning keeps them independent.
+    """
+    children = np.random.SeedSequence(seed).spawn(len(pipeline.transforms) + 1)
+    pipeline.random_generator = np.random.default_rng(children[-1])
+    pipeline.py_random = random.Random(int(children[-1].generate_state(1)[0]))
+    for transform, child in zip(pipeline.transforms, children, strict=False):
+        child_seed = int(child.generate_state(1)[0])
+        if isinstance(transform, A.BaseCompose):
+            reseed(transform, child_seed)
+        else:
+            transform.set_random_seed(child_seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,15 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, images: int
     identity = sample_identity(rng, subject)
     geography = pick(rng, cfg["geographies"])
     nuisance = nuisance_from_config(cfg["nuisance"])
+    # Compress once, when saving (the renderer's own JPEG round trip is switched off).
+    lossless = replace(nuisance, jpeg_quality=(100, 100))
     (out / "images" / subject).mkdir(parents=True, exist_ok=True)
     rows = []
     for k in range(images):
-        face = render_face(identity, rng, size=cfg["image_size"], nuisance=nuisance)
+        face = render_face(identity, rng, size=cfg["image_size"], nuisance=lossless)
+        quality = int(rng.integers(nuisance.jpeg_quality[0], nuisance.jpeg_quality[1] + 1))
         rel = f"images/{subject}/{subject}_{k:02d}.jpg"
-        Image.fromarray(face.image).save(out / rel, quality=face.jpeg_quality)
+        Image.fromarray(face.image).save(out / rel, quality=quality)
         rows.append(
             {
                 "sample_id": f"{subject}_{k:02d}",

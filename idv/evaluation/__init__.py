@@ -1,0 +1,1 @@
+"""Scores -> score tables -> metrics, reports and plots (ours and vendors' alike)."""

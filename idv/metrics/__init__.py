@@ -1,0 +1,1 @@
+"""Biometric metrics: pure functions over score arrays, and torchmetrics wrappers."""

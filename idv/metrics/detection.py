@@ -1,0 +1,157 @@
+"""Detection metrics (ISO/IEC 30107-3 for PAD): pure functions over score arrays.
+
+Conventions, everywhere: label 1 is the attack (positive), a higher score means "more likely
+attack", and a sample is classified attack when `score >= threshold`. So at threshold t:
+APCER(t) = share of attacks with score < t; BPCER(t) = share of bona fide with score >= t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+BONA_FIDE = "bona_fide"
+
+
+def _arrays(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(np.int64)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D of one length, got {s.shape}, {y.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values")
+    if not ((y == 0) | (y == 1)).all():
+        raise ValueError("labels must be 0 (bona fide) or 1 (attack)")
+    if y.min() == y.max():
+        raise ValueError("need both bona fide (0) and attack (1) samples")
+    return s, y
+
+
+def error_rates(
+    scores: Sequence[float], labels: Sequence[int], thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(APCER, BPCER) over all attacks / bona fide at each threshold."""
+    s, y = _arrays(scores, labels)
+    attacks, bona = np.sort(s[y == 1]), np.sort(s[y == 0])
+    apcer = np.searchsorted(attacks, thresholds, side="left") / len(attacks)
+    bpcer = 1.0 - np.searchsorted(bona, thresholds, side="left") / len(bona)
+    return apcer, bpcer
+
+
+def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
+    """Every distinct score, plus +inf (everything accepted as bona fide)."""
+    return np.append(np.unique(scores), np.inf)
+
+
+def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """ROC AUC = P(attack score > bona fide score) + 0.5 P(tie) (Mann-Whitney)."""
+    s, y = _arrays(scores, labels)
+    ranks = rankdata(s)
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@dataclass(frozen=True)
+class EER:
+    """Equal error rate and the threshold where APCER and BPCER cross."""
+
+    rate: float
+    threshold: float
+
+
+def eer(scores: Sequence[float], labels: Sequence[int]) -> EER:
+    """EER by linear interpolation between the two ROC points that bracket APCER = BPCER.
+
+    APCER rises and BPCER falls with the threshold; at the first candidate threshold where
+    APCER >= BPCER, the crossing of the segment from the previous point is taken, for the
+    rate and (linearly) for the threshold. The +inf end point takes the largest finite score.
+    """
+    s, y = _arrays(scores, labels)
+    t = candidate_thresholds(s)
+    apcer, bpcer = error_rates(s, y, t)
+    gap = bpcer - apcer
+    k = int(np.argmax(gap <= 0))  # gap is non-increasing and ends <= 0 (APCER = 1 at +inf)
+    if gap[k] == 0 or k == 0:
+        return EER(float(apcer[k]), float(t[k] if np.isfinite(t[k]) else t[k - 1]))
+    alpha = gap[k - 1] / (gap[k - 1] - gap[k])
+    rate = apcer[k - 1] + alpha * (apcer[k] - apcer[k - 1])
+    t_hi = t[k] if np.isfinite(t[k]) else t[k - 1]
+    return EER(float(rate), float(t[k - 1] + alpha * (t_hi - t[k - 1])))
+
+
+def apcer_per_species(
+    scores: Sequence[float], labels: Sequence[int], species: Sequence[str], threshold: float
+) -> dict[str, float]:
+    """APCER of each attack species at `threshold` (bona fide rows are ignored)."""
+    s, y = _arrays(scores, labels)
+    sp = np.asarray(species).astype(str)
+    return {
+        name: float((s[(y == 1) & (sp == name)] < threshold).mean())
+        for name in sorted(set(sp[y == 1]))
+    }
+
+
+def bpcer(scores: Sequence[float], labels: Sequence[int], threshold: float) -> float:
+    s, y = _arrays(scores, labels)
+    return float((s[y == 0] >= threshold).mean())
+
+
+def threshold_at_worst_apcer(
+    scores: Sequence[float], labels: Sequence[int], species: Sequence[str], max_apcer: float
+) -> float:
+    """The largest threshold whose worst-species APCER is <= `max_apcer`: the lowest BPCER
+    that meets the target (APCER only rises with the threshold)."""
+    s, y = _arrays(scores, labels)
+    sp = np.asarray(species).astype(str)
+    t = candidate_thresholds(s)
+    worst = np.zeros(len(t))
+    for name in set(sp[y == 1]):
+        attack = np.sort(s[(y == 1) & (sp == name)])
+        worst = np.maximum(worst, np.searchsorted(attack, t, side="left") / len(attack))
+    ok = np.nonzero(worst <= max_apcer)[0]  # never empty: worst APCER is 0 at the lowest score
+    return float(t[ok[-1]])
+
+
+def bpcer_at_worst_apcer(
+    scores: Sequence[float], labels: Sequence[int], species: Sequence[str], max_apcer: float
+) -> float:
+    """BPCER at the operating point where the worst species' APCER is at most `max_apcer`
+    (BPCER10 / BPCER20 / BPCER100 for 10% / 5% / 1%)."""
+    return bpcer(scores, labels, threshold_at_worst_apcer(scores, labels, species, max_apcer))
+
+
+def acer_legacy(worst_apcer: float, bpcer_value: float) -> float:
+    """ACER = (worst APCER + BPCER) / 2: not in ISO/IEC 30107-3, reported for comparability."""
+    return (worst_apcer + bpcer_value) / 2.0
+
+
+def pct(rate: float) -> str:
+    """Operating-point suffix for metric keys: 0.1 -> '10pct', 0.01 -> '1pct'."""
+    return f"{rate * 100:g}pct"
+
+
+def detection_report(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    species: Sequence[str],
+    threshold: float,
+    threshold_name: str,
+    apcer_targets: Sequence[float] = (0.01, 0.05, 0.10),
+) -> dict[str, float]:
+    """Flat headline metrics; thresholded figures carry `threshold_name` in their key."""
+    result = {"auc": auc(scores, labels), "eer": eer(scores, labels).rate}
+    for target in apcer_targets:
+        result[f"bpcer_at_worst_apcer_{pct(target)}"] = bpcer_at_worst_apcer(
+            scores, labels, species, target
+        )
+    per_species = apcer_per_species(scores, labels, species, threshold)
+    for name, value in per_species.items():
+        result[f"apcer_{name}@{threshold_name}"] = value
+    worst = max(per_species.values())
+    result[f"apcer_worst@{threshold_name}"] = worst
+    result[f"bpcer@{threshold_name}"] = bpcer(scores, labels, threshold)
+    result[f"acer_legacy@{threshold_name}"] = acer_legacy(worst, result[f"bpcer@{threshold_name}"])
+    return result

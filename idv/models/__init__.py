@@ -1,0 +1,1 @@
+"""Plain nn.Modules (no Lightning): backbones, heads, and the networks they make."""

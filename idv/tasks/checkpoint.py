@@ -1,0 +1,52 @@
+"""Rebuilding a trained network from a checkpoint, with `weights_only=True` loading."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint safely (plain containers and tensors only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def net_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """The task's `net` with trained weights, in eval mode, and the run's resolved config.
+
+    The architecture comes from the config saved in the checkpoint, so evaluation never
+    depends on the user repeating the training overrides.
+    """
+    checkpoint = load_checkpoint(path)
+    config = checkpoint.get("hyper_parameters", {}).get("run_config")
+    if not config or "model" not in config:
+        raise ValueError(f"checkpoint {path} carries no run config (hyper_parameters.run_config); "
+                         "was it written by idv-train?")
+    net = instantiate(config["model"])
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
+             if k.startswith("net.")}
+    net.load_state_dict(state, strict=True)
+    return net.eval(), config
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | os.PathLike) -> str | None:
+    """`last` means the last checkpoint of this run directory; anything else is a path."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        last = Path(output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(f"ckpt_path=last: no {last}; point hydra.run.dir at the run "
+                                    "directory to resume")
+        return str(last)
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt_path} not found")
+    return str(ckpt_path)

@@ -1,0 +1,94 @@
+"""The detection base task shared by every attack / forgery / bot detector.
+
+One logit per sample, trained with binary cross-entropy; the score is P(attack). Validation
+metrics are operating-point metrics over all scores (cat-state torchmetrics, DDP-safe), and
+checkpoint selection uses one of them by name (see `conf/task/*.yaml`), never the loss alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from idv.data.datasets import ImageBatch
+from idv.metrics.wrappers import DetectionMetrics
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class DetectionTask(L.LightningModule):
+    """Binary detector (label 1 = attack) over any `net` that maps a batch to one logit.
+
+    `optimizer` / `scheduler` are Hydra partials completed here; `run_config` is the run's whole
+    resolved config as plain containers, saved in the checkpoint (loadable with
+    `weights_only=True`) so that evaluation and export rebuild the exact model.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        species: Sequence[str],
+        scheduler: SchedulerFactory | None = None,
+        apcer_targets: Sequence[float] = (0.01, 0.05, 0.1),
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss = nn.BCEWithLogitsLoss()
+        self.val_metrics = DetectionMetrics(species, apcer_targets)
+        self.test_metrics = DetectionMetrics(species, apcer_targets)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits, one per image."""
+        return self.net(images).squeeze(-1)
+
+    def _step(self, batch: ImageBatch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch.image)
+        loss = self.loss(logits.float(), batch.label.float())
+        size = len(batch.label)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=size,
+                 sync_dist=stage != "train")
+        if batch.n_skipped:
+            self.log(f"{stage}/skipped_samples", float(batch.n_skipped), reduce_fx="sum",
+                     on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        return loss, logits
+
+    def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        _, logits = self._step(batch, "val")
+        self.val_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)
+
+    def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        _, logits = self._step(batch, "test")
+        self.test_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)
+
+    def _log_metrics(self, metrics: DetectionMetrics, stage: str) -> None:
+        values = metrics.compute()
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in values.items()})
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
+                                 "interval": "epoch"}}

@@ -1,0 +1,66 @@
+"""Training: build data, model, task, callbacks, loggers and trainer from config, then fit."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from idv.tasks.checkpoint import resolve_ckpt_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    metrics: dict[str, float]
+    best_checkpoint: str
+    last_checkpoint: str
+    output_dir: Path
+
+
+def build_task(cfg: DictConfig) -> L.LightningModule:
+    """The task's LightningModule around a freshly initialised network."""
+    scheduler = cfg.task.get("scheduler")
+    # A partial first: the run config holds `_target_` nodes that must stay plain data.
+    module = instantiate(cfg.task.module, _partial_=True, _convert_="all")
+    return module(
+        net=instantiate(cfg.model),
+        optimizer=instantiate(cfg.task.optimizer),
+        scheduler=instantiate(scheduler) if scheduler else None,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not loggers:  # logger=none: a learning-rate monitor would have nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+def fit(cfg: DictConfig) -> FitResult:
+    """Train with the configured trainer; checkpoints go to `<output_dir>/checkpoints`."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    datamodule = instantiate(cfg.data)
+    task = build_task(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(task, datamodule=datamodule,
+                ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir))
+    checkpoint = trainer.checkpoint_callback
+    best = last = ""
+    if isinstance(checkpoint, ModelCheckpoint):
+        best, last = checkpoint.best_model_path, checkpoint.last_model_path
+        log.info("best checkpoint (%s): %s", checkpoint.monitor, best)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return FitResult(metrics, best, last, output_dir)
