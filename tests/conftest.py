@@ -67,3 +67,27 @@ def compose(config_name: str, overrides: list[str], output_dir: Path):
         cfg.paths.root_dir = str(output_dir)
         del cfg["hydra"]
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_pad_root(tmp_path_factory) -> Path:
+    """The tiny PAD corpus, generated once per session; tests pass paths.root_dir=<this>."""
+    from idv.cli.synth import run
+
+    root = tmp_path_factory.mktemp("pad_root")
+    run(compose("synth", ["profile=tiny", "corpora=[pad]"], root))
+    return root
+
+
+def train_overrides(root: Path, *extra: str) -> list[str]:
+    """The `debug=fast` PAD run on the session's tiny corpus."""
+    return ["debug=fast", f"paths.data_dir={root}/data", "callbacks.rich_progress_bar=null", *extra]
+
+
+@pytest.fixture(scope="session")
+def fast_run(tiny_pad_root: Path, tmp_path_factory):
+    """One debug=fast PAD training, shared by every test that needs a checkpoint."""
+    from idv.tasks.fit import fit
+
+    out = tmp_path_factory.mktemp("fast_run")
+    return fit(compose("train", train_overrides(tiny_pad_root), out))

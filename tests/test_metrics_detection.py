@@ -93,11 +93,14 @@ def test_report_keys_name_their_threshold() -> None:
     assert {"auc", "eer", "bpcer_at_worst_apcer_1pct", "bpcer_at_worst_apcer_10pct"} <= set(report)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(scores=[0.1, np.nan], labels=[0, 1]),
-    dict(scores=[0.1, 0.2], labels=[0, 0]),
-    dict(scores=[0.1, 0.2], labels=[0, 2]),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(scores=[0.1, np.nan], labels=[0, 1]),
+        dict(scores=[0.1, 0.2], labels=[0, 0]),
+        dict(scores=[0.1, 0.2], labels=[0, 2]),
+    ],
+)
 def test_bad_inputs_are_errors(bad) -> None:
     with pytest.raises(ValueError):
         auc(**bad)

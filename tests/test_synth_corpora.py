@@ -24,8 +24,9 @@ PAD_IDENTITIES = 150
 
 
 def generate(root: Path, *overrides: str) -> dict[str, Path]:
-    cfg = compose("synth", ["profile=tiny", f"pad.sizes.tiny.identities={PAD_IDENTITIES}",
-                            *overrides], root)
+    cfg = compose(
+        "synth", ["profile=tiny", f"pad.sizes.tiny.identities={PAD_IDENTITIES}", *overrides], root
+    )
     return run(cfg)
 
 
@@ -101,9 +102,18 @@ def test_no_metadata_shortcut(corpora) -> None:
 def test_cli_prints_summary(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "idv-synth"
     out = subprocess.run(
-        [str(script), "profile=tiny", "corpora=[pad]", "pad.sizes.tiny.identities=8",
-         f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            str(script),
+            "profile=tiny",
+            "corpora=[pad]",
+            "pad.sizes.tiny.identities=8",
+            f"paths.root_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert "samples (subjects) per species" in out.stdout
     assert "capture_device" in out.stdout

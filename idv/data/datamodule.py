@@ -9,6 +9,9 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+import torch
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from idv.data.augment.pipeline import build_transforms
@@ -34,8 +37,10 @@ class IDVDataModule(L.LightningDataModule):
     """Loads and validates a manifest, and serves its splits as image dataloaders.
 
     `augment` is an augment config (train/eval transform lists + normalisation);
-    `balanced_sampling` draws training samples with probability inversely proportional to
-    their label's frequency instead of shuffling; both orders depend on (seed, epoch) only.
+    `cache_decoded` decodes each split's images once, in memory (on small corpora the decode
+    is most of the loading cost); `balanced_sampling` draws training samples with probability
+    inversely proportional to their label's frequency instead of shuffling; both orders
+    depend on (seed, epoch) only.
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class IDVDataModule(L.LightningDataModule):
         seed: int = 0,
         check_files: bool = True,
         protocol: Mapping[str, Any] | None = None,
+        cache_decoded: bool = False,
     ) -> None:
         super().__init__()
         self.manifest_file = Path(manifest)
@@ -68,6 +74,7 @@ class IDVDataModule(L.LightningDataModule):
         self.seed = seed
         self.check_files = check_files
         self.protocol = protocol
+        self.cache_decoded = cache_decoded
         self.manifest: Manifest | None = None
         self.datasets: dict[str, ImageDataset] = {}
 
@@ -87,34 +94,46 @@ class IDVDataModule(L.LightningDataModule):
                     f"{self.manifest_file}: split {split!r} is empty under protocol "
                     f"{(self.protocol or {}).get('name', 'default')!r}, but this run needs it"
                 )
-        for split in SPLITS:
-            if split not in self.datasets:
-                self.datasets[split] = self._dataset(split)
 
     def split_frame(self, split: str) -> pd.DataFrame:
         """Manifest rows of `split` after the protocol (e.g. an unseen attack removed)."""
         assert self.manifest is not None, "call setup() first"
         return apply_protocol(self.manifest.split(split), self.protocol)
 
+    def dataset(self, split: str) -> ImageDataset:
+        """The split's dataset, built (and decoded, if caching) on first use."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if split not in self.datasets:
+            self.datasets[split] = self._dataset(split)
+        return self.datasets[split]
+
     def _dataset(self, split: str) -> ImageDataset:
         stage = "train" if split == "train" else "eval"
-        return ImageDataset(
+        dataset = ImageDataset(
             self.split_frame(split),
             self.manifest.root,
             build_transforms(self.augment, stage, seed=self.seed),
             self.species,
             on_error=self.on_error,
         )
+        if self.cache_decoded:
+            dataset.cache_decoded()
+        return dataset
 
     def dataloader(self, split: str, *, train: bool = False) -> DataLoader:
         """A loader over any split; `train=True` shuffles (or balances) and drops nothing."""
-        if not self.datasets:
+        if self.manifest is None:
             self.setup()
-        dataset = self.datasets[split]
+        dataset = self.dataset(split)
         sampler = None
         if train:
             weights = balanced_weights(dataset.labels) if self.balanced_sampling else None
             sampler = EpochSeededSampler(len(dataset), self.seed, weights)
+        elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Each sample exactly once across processes: Lightning's default sampler would pad
+            # with repeats, and repeated scores would bias the operating-point metrics.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -122,6 +141,9 @@ class IDVDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_images,
+            # Its own generator, so creating an iterator never draws from torch's global RNG
+            # (which would shift dropout masks between an uninterrupted and a resumed run).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -62,6 +62,24 @@ class ImageDataset(Dataset):
         self.labels = frame["label"].to_numpy(dtype=np.int64)
         index = {name: i for i, name in enumerate(species)}
         self.species = frame["attack_type"].map(index).to_numpy(dtype=np.int64)
+        self.decoded: list[np.ndarray | None] | None = None
+
+    def cache_decoded(self) -> None:
+        """Decode every image once, up front (before workers fork, so they share the memory).
+
+        Decoding JPEGs is most of the loading cost on a small corpus; augmentation still runs
+        per sample. Unreadable images follow `on_error` here already.
+        """
+        self.decoded = [self._read(i) for i in range(len(self))]
+
+    def _read(self, i: int) -> np.ndarray | None:
+        try:
+            return read_image(self.root / self.paths[i])
+        except ImageReadError as err:
+            if self.on_error == "fail":
+                raise
+            log.warning("skipping unreadable sample %s: %s", self.sample_ids[i], err)
+            return None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,12 +92,8 @@ class ImageDataset(Dataset):
             reseed(self.transform, seed)
         else:
             i = key
-        try:
-            image = read_image(self.root / self.paths[i])
-        except ImageReadError as err:
-            if self.on_error == "fail":
-                raise
-            log.warning("skipping unreadable sample %s: %s", self.sample_ids[i], err)
+        image = self.decoded[i] if self.decoded is not None else self._read(i)
+        if image is None:
             return None
         tensor = self.transform(image=image)["image"]
         return ImageSample(tensor, int(self.labels[i]), int(self.species[i]), self.sample_ids[i])

@@ -22,8 +22,10 @@ def _check_values(frame: pd.DataFrame, column: str, values: Sequence[str], what:
         raise ValueError(f"protocol {what} needs a {column!r} column in the manifest")
     unknown = sorted(set(values) - set(frame[column].astype(str)))
     if unknown:
-        raise ValueError(f"protocol {what}: {column} value(s) {unknown} do not occur in the "
-                         f"manifest (known: {sorted(frame[column].astype(str).unique())})")
+        raise ValueError(
+            f"protocol {what}: {column} value(s) {unknown} do not occur in the "
+            f"manifest (known: {sorted(frame[column].astype(str).unique())})"
+        )
 
 
 def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> pd.DataFrame:
@@ -33,19 +35,26 @@ def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> p
         return frame
     fit = frame["split"].isin(FIT_SPLITS)
     if name == "unseen_attack":
-        held_out = [protocol["species"]] if isinstance(protocol["species"], str) else list(
-            protocol["species"])
+        held_out = (
+            [protocol["species"]]
+            if isinstance(protocol["species"], str)
+            else list(protocol["species"])
+        )
         _check_values(frame, "attack_type", held_out, name)
         keep = ~(fit & frame["attack_type"].isin(held_out))
     elif name == "cross_device":
         train, test = list(protocol["train_devices"]), list(protocol["test_devices"])
         _check_values(frame, "capture_device", train + test, name)
         if set(train) & set(test):
-            raise ValueError(f"protocol cross_device: devices {sorted(set(train) & set(test))} "
-                             "are in both train_devices and test_devices")
+            raise ValueError(
+                f"protocol cross_device: devices {sorted(set(train) & set(test))} "
+                "are in both train_devices and test_devices"
+            )
         keep = (fit & frame["capture_device"].isin(train)) | (
-            ~fit & frame["capture_device"].isin(test))
+            ~fit & frame["capture_device"].isin(test)
+        )
     else:
-        raise ValueError(f"unknown protocol {name!r}; expected default, unseen_attack or "
-                         "cross_device")
+        raise ValueError(
+            f"unknown protocol {name!r}; expected default, unseen_attack or cross_device"
+        )
     return frame[keep.to_numpy()].reset_index(drop=True)

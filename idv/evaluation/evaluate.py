@@ -49,14 +49,26 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     val = table[(table["split"] == "val") & table["acquired"]]
     point = eer(val["score"], val["label"])
     target = table[(table["split"] == cfg.split) & table["acquired"]]
-    report = detection_report(target["score"], target["label"], target["attack_type"],
-                              point.threshold, THRESHOLD_NAME, cfg.task.apcer_targets)
+    report = detection_report(
+        target["score"],
+        target["label"],
+        target["attack_type"],
+        point.threshold,
+        THRESHOLD_NAME,
+        cfg.task.apcer_targets,
+    )
     metrics = {f"{cfg.split}/{k}": v for k, v in report.items()}
-    metrics.update({"val/eer": point.rate, "val/eer_threshold": point.threshold,
-                    f"{cfg.split}/samples": int(len(target)),
-                    f"{cfg.split}/subjects": int(target["subject_id"].nunique()),
-                    f"{cfg.split}/failures_to_acquire": int(
-                        (~table.loc[table["split"] == cfg.split, "acquired"]).sum())})
+    metrics.update(
+        {
+            "val/eer": point.rate,
+            "val/eer_threshold": point.threshold,
+            f"{cfg.split}/samples": int(len(target)),
+            f"{cfg.split}/subjects": int(target["subject_id"].nunique()),
+            f"{cfg.split}/failures_to_acquire": int(
+                (~table.loc[table["split"] == cfg.split, "acquired"]).sum()
+            ),
+        }
+    )
 
     out = Path(cfg.paths.output_dir)
     write_parquet(table, out / "scores.parquet")

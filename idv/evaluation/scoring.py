@@ -35,8 +35,11 @@ def detection_table(manifest_rows: pd.DataFrame, scores: pd.DataFrame) -> pd.Dat
     A sample the model produced no score for (e.g. an unreadable image skipped) keeps its row
     with `acquired = False`: a failure to acquire, never a silently dropped sample.
     """
-    keep = [c for c in manifest_rows.columns if c in (*DETECTION_COLUMNS, "split",
-                                                        *SEGMENT_COLUMNS, *DEMOGRAPHIC_COLUMNS)]
+    keep = [
+        c
+        for c in manifest_rows.columns
+        if c in (*DETECTION_COLUMNS, "split", *SEGMENT_COLUMNS, *DEMOGRAPHIC_COLUMNS)
+    ]
     table = manifest_rows[keep].merge(scores, on="sample_id", how="left", validate="1:1")
     table["acquired"] = table["score"].notna()
     ordered = [*DETECTION_COLUMNS, "acquired"]

@@ -29,8 +29,9 @@ class DetectionMetrics(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, species: Sequence[str], apcer_targets: Sequence[float] = (0.01, 0.05, 0.1),
-                 **kwargs) -> None:
+    def __init__(
+        self, species: Sequence[str], apcer_targets: Sequence[float] = (0.01, 0.05, 0.1), **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.species = list(species)
         self.apcer_targets = tuple(apcer_targets)

@@ -16,10 +16,12 @@ from sklearn.preprocessing import StandardScaler
 
 def colour_histogram(image: np.ndarray, bins: int = 8) -> np.ndarray:
     """Per-channel normalised histograms of an RGB uint8 image (3 * bins values)."""
-    return np.concatenate([
-        np.histogram(image[..., c], bins=bins, range=(0, 256))[0] / image[..., c].size
-        for c in range(3)
-    ])
+    return np.concatenate(
+        [
+            np.histogram(image[..., c], bins=bins, range=(0, 256))[0] / image[..., c].size
+            for c in range(3)
+        ]
+    )
 
 
 def spectral_bands(image: np.ndarray, bands: int = 12) -> np.ndarray:
@@ -31,12 +33,17 @@ def spectral_bands(image: np.ndarray, bands: int = 12) -> np.ndarray:
     grey = (grey - grey.mean()) * np.outer(np.hanning(grey.shape[0]), np.hanning(grey.shape[1]))
     power = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(grey))) ** 2)
     h, w = grey.shape
-    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(h)), np.fft.fftshift(np.fft.fftfreq(w)),
-                         indexing="ij")
+    fy, fx = np.meshgrid(
+        np.fft.fftshift(np.fft.fftfreq(h)), np.fft.fftshift(np.fft.fftfreq(w)), indexing="ij"
+    )
     radius = np.hypot(fy, fx)
     edges = np.linspace(0.0, 0.5, bands + 1)
-    return np.array([power[(radius >= lo) & (radius < hi)].mean()
-                     for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
+    return np.array(
+        [
+            power[(radius >= lo) & (radius < hi)].mean()
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        ]
+    )
 
 
 def handcrafted_features(images: Iterable[np.ndarray]) -> np.ndarray:

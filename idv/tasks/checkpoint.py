@@ -28,11 +28,16 @@ def net_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, A
     checkpoint = load_checkpoint(path)
     config = checkpoint.get("hyper_parameters", {}).get("run_config")
     if not config or "model" not in config:
-        raise ValueError(f"checkpoint {path} carries no run config (hyper_parameters.run_config); "
-                         "was it written by idv-train?")
+        raise ValueError(
+            f"checkpoint {path} carries no run config (hyper_parameters.run_config); "
+            "was it written by idv-train?"
+        )
     net = instantiate(config["model"])
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()
-             if k.startswith("net.")}
+    state = {
+        k.removeprefix("net."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
+    }
     net.load_state_dict(state, strict=True)
     return net.eval(), config
 
@@ -44,8 +49,9 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | os.PathLike) -> s
     if ckpt_path == "last":
         last = Path(output_dir) / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            raise FileNotFoundError(f"ckpt_path=last: no {last}; point hydra.run.dir at the run "
-                                    "directory to resume")
+            raise FileNotFoundError(
+                f"ckpt_path=last: no {last}; point hydra.run.dir at the run directory to resume"
+            )
         return str(last)
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_path} not found")

@@ -55,11 +55,24 @@ class DetectionTask(L.LightningModule):
         logits = self(batch.image)
         loss = self.loss(logits.float(), batch.label.float())
         size = len(batch.label)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=size,
-                 sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=size,
+            sync_dist=stage != "train",
+        )
         if batch.n_skipped:
-            self.log(f"{stage}/skipped_samples", float(batch.n_skipped), reduce_fx="sum",
-                     on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+            self.log(
+                f"{stage}/skipped_samples",
+                float(batch.n_skipped),
+                reduce_fx="sum",
+                on_step=False,
+                on_epoch=True,
+                batch_size=size,
+                sync_dist=True,
+            )
         return loss, logits
 
     def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
@@ -89,6 +102,10 @@ class DetectionTask(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
-                                 "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=optimizer),
+                "interval": "epoch",
+            },
+        }

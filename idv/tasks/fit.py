@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ def build_task(cfg: DictConfig) -> L.LightningModule:
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # A group entry set to null (callbacks.rich_progress_bar=null) is switched off.
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if not loggers:  # logger=none: a learning-rate monitor would have nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
@@ -55,12 +57,22 @@ def fit(cfg: DictConfig) -> FitResult:
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     trainer = build_trainer(cfg)
-    trainer.fit(task, datamodule=datamodule,
-                ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir))
+    trainer.fit(
+        task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    )
     checkpoint = trainer.checkpoint_callback
     best = last = ""
-    if isinstance(checkpoint, ModelCheckpoint):
-        best, last = checkpoint.best_model_path, checkpoint.last_model_path
-        log.info("best checkpoint (%s): %s", checkpoint.monitor, best)
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
+        # A stable name for the selected checkpoint, for evaluation and export.
+        best = str(output_dir / "checkpoints" / "best.ckpt")
+        shutil.copyfile(checkpoint.best_model_path, best)
+        last = str(output_dir / "checkpoints" / "last.ckpt")
+        log.info(
+            "best checkpoint (%s = %.4f): %s -> %s",
+            checkpoint.monitor,
+            float(checkpoint.best_model_score),
+            checkpoint.best_model_path,
+            best,
+        )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return FitResult(metrics, best, last, output_dir)

@@ -41,17 +41,17 @@ def build_transforms(
 
 
 def reseed(pipeline: A.BaseCompose, seed: int) -> None:
-    """Give every transform of `pipeline` its own generator derived from `seed`.
+    """Make the next call of `pipeline` a function of `seed` alone.
 
-    albumentations' `set_random_seed` hands one seed to all children, which would make their
-    draws identical (a flip whenever there is a rotation); spawning keeps them independent.
+    Every transform gets the same two fresh generators, so their draws are successive (hence
+    independent) values of one seeded stream. albumentations' own `set_random_seed` would give
+    each transform an identical stream instead (a flip whenever there is a rotation), and a
+    generator per transform costs as much as the augmentation itself.
     """
-    children = np.random.SeedSequence(seed).spawn(len(pipeline.transforms) + 1)
-    pipeline.random_generator = np.random.default_rng(children[-1])
-    pipeline.py_random = random.Random(int(children[-1].generate_state(1)[0]))
-    for transform, child in zip(pipeline.transforms, children, strict=False):
-        child_seed = int(child.generate_state(1)[0])
-        if isinstance(transform, A.BaseCompose):
-            reseed(transform, child_seed)
-        else:
-            transform.set_random_seed(child_seed)
+    numpy_rng, python_rng = np.random.default_rng(seed), random.Random(seed)
+    stack: list[object] = [pipeline]
+    while stack:
+        node = stack.pop()
+        node.random_generator = numpy_rng
+        node.py_random = python_rng
+        stack.extend(getattr(node, "transforms", []))

@@ -1,0 +1,46 @@
+"""Plain models: any timm backbone, local-file weights only, and no Lightning import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from idv.models.backbones import TimmBackbone
+from idv.models.heads import ImageClassifier
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "mobilenetv3_small_100", "efficientnet_b0"])
+def test_any_timm_backbone_feeds_the_head(name: str) -> None:
+    net = ImageClassifier(TimmBackbone(name), num_classes=1).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 1)
+
+
+def test_unknown_backbone_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown timm model 'resnet_nope'"):
+        TimmBackbone("resnet_nope")
+
+
+def test_pretrained_weights_load_from_a_local_file(tmp_path) -> None:
+    source = TimmBackbone("resnet10t")
+    file = tmp_path / "weights.pt"
+    torch.save(source.net.state_dict(), file)
+    loaded = TimmBackbone("resnet10t", pretrained_path=str(file))
+    for key, value in source.net.state_dict().items():
+        assert torch.equal(value, loaded.net.state_dict()[key]), key
+    with pytest.raises(FileNotFoundError, match="local files only"):
+        TimmBackbone("resnet10t", pretrained_path=str(tmp_path / "missing.pt"))
+    with pytest.raises(RuntimeError):  # another architecture's weights: strict load fails
+        TimmBackbone("resnet18", pretrained_path=str(file))
+
+
+def test_models_do_not_import_lightning() -> None:
+    code = (
+        "import sys, idv.models.backbones, idv.models.heads, idv.models.handcrafted; "
+        "sys.exit(int(any(m.split('.')[0] in ('lightning', 'pytorch_lightning') "
+        "for m in sys.modules)))"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
