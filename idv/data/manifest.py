@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from idv.atomic import write_parquet
+
 SPLITS: tuple[str, ...] = ("train", "val", "calib", "test")
 BONA_FIDE = "bona_fide"
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -209,10 +211,5 @@ def _check_attack_sources(file: Path, frame: pd.DataFrame) -> None:
 
 
 def write_manifest(frame: pd.DataFrame, file: str | os.PathLike) -> Path:
-    """Write atomically (temporary name, then rename) so a crash never leaves half a table."""
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, file)
-    return file
+    """Write a manifest atomically (see idv.atomic)."""
+    return write_parquet(frame, file)

@@ -14,7 +14,8 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from idv.evaluation.scoring import detection_table, predict_scores, write_json, write_parquet
+from idv.atomic import write_json, write_parquet
+from idv.evaluation.scoring import detection_table, predict_scores
 from idv.metrics.detection import detection_report, eer
 from idv.tasks.checkpoint import net_from_checkpoint
 

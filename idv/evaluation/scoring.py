@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
-
 import pandas as pd
 import torch
 from torch import nn
@@ -44,23 +39,3 @@ def detection_table(manifest_rows: pd.DataFrame, scores: pd.DataFrame) -> pd.Dat
     table["acquired"] = table["score"].notna()
     ordered = [*DETECTION_COLUMNS, "acquired"]
     return table[ordered + [c for c in table.columns if c not in ordered]]
-
-
-def write_parquet(frame: pd.DataFrame, file: str | os.PathLike) -> Path:
-    """Atomic write: temporary name, then rename."""
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, file)
-    return file
-
-
-def write_json(data: Mapping, file: str | os.PathLike) -> Path:
-    """Atomic JSON write with sorted keys (stable diffs for `dvc metrics`)."""
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, file)
-    return file

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from idv.atomic import write_text
 from idv.tasks.checkpoint import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def fit(cfg: DictConfig) -> FitResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config.yaml")
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     trainer = build_trainer(cfg)
