@@ -63,6 +63,14 @@ def test_evaluate_writes_score_table_and_flat_metrics(fast_run, tiny_pad_root, t
     assert "test/apcer_worst@val_eer_threshold" in metrics and "test/eer" in metrics
     for species in ("print", "replay", "mask"):
         assert f"test/apcer_{species}@val_eer_threshold" in metrics
+    # The human view: report, segment table, plot tables for dvc and their PNGs.
+    report = (tmp_path / "report.md").read_text()
+    assert "## Per segment" in report and "## Demographic differential" in report
+    segments = pd.read_csv(tmp_path / "segments.csv")
+    assert {"geography", "capture_device"} <= set(segments["segment"])
+    for name in ("roc", "det", "score_hist"):
+        assert (tmp_path / "plots" / f"{name}.csv").is_file()
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def state_of(path: str) -> dict[str, torch.Tensor]:

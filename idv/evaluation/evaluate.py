@@ -14,9 +14,13 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from idv.atomic import write_json, write_parquet
+from idv.atomic import atomic_path, write_json, write_parquet, write_text
+from idv.evaluation.intervals import detection_intervals, flatten
+from idv.evaluation.plots import detection_plot_tables, write_plots
+from idv.evaluation.report import markdown_report
 from idv.evaluation.scoring import detection_table, predict_scores
-from idv.metrics.detection import detection_report, eer
+from idv.evaluation.segments import demographic_differential, segment_report
+from idv.metrics.detection import detection_report, eer, generalised_scores
 from idv.tasks.checkpoint import net_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,9 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         tables.append(detection_table(rows, scores))
     table = pd.concat(tables, ignore_index=True)
 
-    val = table[(table["split"] == "val") & table["acquired"]]
+    val = _generalised(table[table["split"] == "val"])
     point = eer(val["score"], val["label"])
-    target = table[(table["split"] == cfg.split) & table["acquired"]]
+    target = _generalised(table[table["split"] == cfg.split])
     report = detection_report(
         target["score"],
         target["label"],
@@ -71,8 +75,52 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         }
     )
 
+    intervals = detection_intervals(
+        target, point.threshold, THRESHOLD_NAME, cfg.task.apcer_targets, **cfg.bootstrap
+    )
+    metrics.update(flatten(f"{cfg.split}/", intervals))
+
     out = Path(cfg.paths.output_dir)
+    segments, differentials, notes = _segments(target, point.threshold, cfg.report)
+    for d in differentials:
+        metrics[f"{cfg.split}/differential_{d.rate}_{d.column}"] = d.value
     write_parquet(table, out / "scores.parquet")
     write_json(metrics, out / "metrics.json")
-    log.info("wrote %s and %s", out / "scores.parquet", out / "metrics.json")
+    write_plots(detection_plot_tables(target), out / "plots")
+    with atomic_path(out / "segments.csv") as tmp:
+        segments.to_csv(tmp, index=False)
+    notes = [
+        f"Checkpoint `{cfg.ckpt_path}`, split `{cfg.split}`, protocol "
+        f"`{cfg.data.protocol.name}`; thresholded figures at the val EER threshold "
+        f"{point.threshold:.4f}.",
+        *notes,
+    ]
+    write_text(
+        markdown_report(
+            f"{cfg.task.name}: evaluation on {cfg.split}", metrics, segments, differentials, notes
+        ),
+        out / "report.md",
+    )
+    log.info("wrote scores.parquet, metrics.json, segments.csv, report.md, plots/ in %s", out)
     return Evaluation(metrics, table, out)
+
+
+def _generalised(rows: pd.DataFrame) -> pd.DataFrame:
+    """Failures to acquire stay in, as +inf scores: they raise BPCER, never hide an attack."""
+    return rows.assign(score=generalised_scores(rows["score"], rows["acquired"]))
+
+
+def _segments(target: pd.DataFrame, threshold: float, cfg) -> tuple[pd.DataFrame, list, list]:
+    """Segment table and the demographic differentials the data can support."""
+    columns = [c for c in cfg.segment_columns if c in target.columns]
+    segments = segment_report(target, columns, threshold, cfg.min_subjects)
+    differentials, notes = [], []
+    for column in (c for c in cfg.demographic_columns if c in target.columns):
+        for rate in ("bpcer", "apcer"):
+            try:
+                differentials.append(
+                    demographic_differential(target, column, threshold, rate, cfg.min_subjects)
+                )
+            except ValueError as err:  # too few subjects per group: said, not computed
+                notes.append(f"No {rate.upper()} differential over {column}: {err}.")
+    return segments, differentials, notes

@@ -3,6 +3,8 @@
 Conventions, everywhere: label 1 is the attack (positive), a higher score means "more likely
 attack", and a sample is classified attack when `score >= threshold`. So at threshold t:
 APCER(t) = share of attacks with score < t; BPCER(t) = share of bona fide with score >= t.
+A failure to acquire enters as +inf (`generalised_scores`): flagged at every threshold, so it
+raises BPCER and is never a missed attack. NaN and -inf are errors.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+
+from idv.metrics.ranking import roc_auc
+from idv.metrics.resolution import (
+    DEFAULT_MIN_SUBJECTS,
+    NotSupported,
+    check_resolution,
+    count_subjects,
+)
 
 BONA_FIDE = "bona_fide"
 
@@ -21,8 +30,10 @@ def _arrays(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray,
     y = np.asarray(labels).astype(np.int64)
     if s.shape != y.shape or s.ndim != 1:
         raise ValueError(f"scores and labels must be 1-D of one length, got {s.shape}, {y.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or infinite values")
+    if np.isnan(s).any() or np.isneginf(s).any():
+        raise ValueError(
+            "scores contain NaN or -inf (a failure to acquire is +inf: see generalised_scores)"
+        )
     if not ((y == 0) | (y == 1)).all():
         raise ValueError("labels must be 0 (bona fide) or 1 (attack)")
     if y.min() == y.max():
@@ -37,21 +48,20 @@ def error_rates(
     s, y = _arrays(scores, labels)
     attacks, bona = np.sort(s[y == 1]), np.sort(s[y == 0])
     apcer = np.searchsorted(attacks, thresholds, side="left") / len(attacks)
-    bpcer = 1.0 - np.searchsorted(bona, thresholds, side="left") / len(bona)
+    # Counts over n, not 1 - share: 3/300 must compare equal to a 0.01 target.
+    bpcer = (len(bona) - np.searchsorted(bona, thresholds, side="left")) / len(bona)
     return apcer, bpcer
 
 
 def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
-    """Every distinct score, plus +inf (everything accepted as bona fide)."""
-    return np.append(np.unique(scores), np.inf)
+    """Every distinct score, plus +inf (everything acquired accepted as bona fide)."""
+    return np.unique(np.append(scores, np.inf))
 
 
 def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """ROC AUC = P(attack score > bona fide score) + 0.5 P(tie) (Mann-Whitney)."""
     s, y = _arrays(scores, labels)
-    ranks = rankdata(s)
-    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return roc_auc(s, y)
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,9 @@ def eer(scores: Sequence[float], labels: Sequence[int]) -> EER:
     t = candidate_thresholds(s)
     apcer, bpcer = error_rates(s, y, t)
     gap = bpcer - apcer
-    k = int(np.argmax(gap <= 0))  # gap is non-increasing and ends <= 0 (APCER = 1 at +inf)
+    if not (gap <= 0).any():  # failures to acquire keep BPCER above APCER everywhere
+        return EER(float("nan"), float("inf"))
+    k = int(np.argmax(gap <= 0))  # gap is non-increasing
     if gap[k] == 0 or k == 0:
         return EER(float(apcer[k]), float(t[k] if np.isfinite(t[k]) else t[k - 1]))
     alpha = gap[k - 1] / (gap[k - 1] - gap[k])
@@ -155,3 +167,66 @@ def detection_report(
     result[f"bpcer@{threshold_name}"] = bpcer(scores, labels, threshold)
     result[f"acer_legacy@{threshold_name}"] = acer_legacy(worst, result[f"bpcer@{threshold_name}"])
     return result
+
+
+def generalised_scores(scores: Sequence[float], acquired: Sequence[bool]) -> np.ndarray:
+    """Scores with every failure to acquire replaced by +inf: classified attack at any
+    threshold, so it adds to BPCER and is never a missed attack (ISO/IEC 19795-1's
+    generalised rates: failures stay in the denominators). Unacquired rows may hold NaN;
+    acquired rows must be finite."""
+    s = np.asarray(scores, dtype=np.float64).copy()
+    ok = np.asarray(acquired)
+    if ok.dtype != bool:
+        if not np.isin(ok, (0, 1)).all():
+            raise ValueError("acquired must be boolean (or 0/1)")
+        ok = ok.astype(bool)
+    if ok.shape != s.shape or s.ndim != 1:
+        raise ValueError(f"scores and acquired must be 1-D of one length: {s.shape}, {ok.shape}")
+    bad = np.nonzero(ok & ~np.isfinite(s))[0]
+    if len(bad):
+        raise ValueError(
+            f"acquired samples have non-finite scores at positions {bad[:10].tolist()}: "
+            "mark a failure to acquire with acquired=False instead"
+        )
+    s[~ok] = np.inf
+    return s
+
+
+def apcer_at_bpcer(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    species: Sequence[str],
+    max_bpcer: float,
+    subjects: Sequence | np.ndarray | None = None,
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+) -> float | NotSupported:
+    """Worst-species APCER at the smallest threshold with BPCER <= `max_bpcer` (the lowest
+    APCER meeting it), or NotSupported when the bona fide presentations cannot resolve
+    `max_bpcer` (rule of three; with `subjects`, one id per row, also fewer than
+    `min_subjects` bona fide subjects). Accepts +inf from `generalised_scores`."""
+    s = np.asarray(scores, dtype=np.float64)
+    if np.isnan(s).any() or np.isneginf(s).any():
+        raise ValueError(
+            "scores are NaN or -inf: only a failure to acquire may be non-finite, and it "
+            "becomes +inf (see generalised_scores)"
+        )
+    finite = np.isfinite(s)
+    _, y = _arrays(np.where(finite, s, 0.0), labels)  # shapes and labels; +inf checked above
+    sp = np.asarray(species).astype(str)
+    if sp.shape != s.shape:
+        raise ValueError(f"species must have one entry per score, got shape {sp.shape}")
+    verdict = check_resolution(
+        max_bpcer, int((y == 0).sum()), count_subjects(subjects, y == 0), min_subjects
+    )
+    if verdict is not None:
+        return verdict
+    bona = np.sort(s[y == 0])
+    t = np.unique(np.append(s, np.inf))
+    # Counts over n, not 1 - share: 3/300 must compare equal to a 0.01 target.
+    flagged = (len(bona) - np.searchsorted(bona, t, side="left")) / len(bona)
+    ok = np.nonzero(flagged <= max_bpcer)[0]
+    if len(ok) == 0:  # BPCER falls with t, but failures to acquire are flagged even at +inf
+        return NotSupported(
+            f"failures to acquire alone put BPCER above {max_bpcer:g} at every threshold"
+        )
+    return max(float((s[(y == 1) & (sp == name)] < t[ok[0]]).mean()) for name in set(sp[y == 1]))
