@@ -18,8 +18,12 @@ from idv.atomic import atomic_path, write_json, write_parquet, write_text
 from idv.evaluation.intervals import detection_intervals, flatten
 from idv.evaluation.plots import detection_plot_tables, write_plots
 from idv.evaluation.report import markdown_report
-from idv.evaluation.scoring import detection_table, predict_scores
-from idv.evaluation.segments import demographic_differential, segment_report
+from idv.evaluation.scoring import DETECTION_COLUMNS, detection_table, predict_scores
+from idv.evaluation.segments import (
+    aggregate_sessions,
+    demographic_differential,
+    segment_report,
+)
 from idv.metrics.detection import detection_report, eer, generalised_scores
 from idv.tasks.checkpoint import net_from_checkpoint
 
@@ -35,21 +39,19 @@ class Evaluation:
 
 
 def evaluate(cfg: DictConfig) -> Evaluation:
-    net, train_cfg = net_from_checkpoint(cfg.ckpt_path)
-    # The eval transform must be the one the model was trained with (input size, statistics).
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    data_cfg["augment"] = train_cfg["augment"]
-    datamodule = instantiate(data_cfg, _recursive_=False)
-    datamodule.setup("validate")
-    splits = list(dict.fromkeys(["val", *cfg.score_splits, cfg.split]))
-    tables = []
-    for split in splits:
-        rows = datamodule.split_frame(split)
-        if rows.empty:
-            raise ValueError(f"split {split!r} is empty under this protocol; cannot score it")
-        scores = predict_scores(net, datamodule.dataloader(split))
-        tables.append(detection_table(rows, scores))
-    table = pd.concat(tables, ignore_index=True)
+    """Score with `ckpt_path`, or read an existing detection score table from `scores` (ours
+    or a vendor's: the same code judges both), then write metrics, plots and the report."""
+    if bool(cfg.get("scores")) == bool(cfg.get("ckpt_path")):
+        raise ValueError("give exactly one of ckpt_path=<checkpoint> or scores=<score table>")
+    table = read_score_table(cfg.scores) if cfg.get("scores") else score_splits(cfg)
+    if cfg.report.get("session_aggregation") and "session_id" in table.columns:
+        table = pd.concat(
+            [
+                aggregate_sessions(rows, cfg.report.session_aggregation)
+                for _, rows in table.groupby("split", sort=False)
+            ],
+            ignore_index=True,
+        )
 
     val = _generalised(table[table["split"] == "val"])
     point = eer(val["score"], val["label"])
@@ -90,7 +92,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     with atomic_path(out / "segments.csv") as tmp:
         segments.to_csv(tmp, index=False)
     notes = [
-        f"Checkpoint `{cfg.ckpt_path}`, split `{cfg.split}`, protocol "
+        f"Scores from `{cfg.get('scores') or cfg.ckpt_path}`, split `{cfg.split}`, protocol "
         f"`{cfg.data.protocol.name}`; thresholded figures at the val EER threshold "
         f"{point.threshold:.4f}.",
         *notes,
@@ -103,6 +105,36 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     )
     log.info("wrote scores.parquet, metrics.json, segments.csv, report.md, plots/ in %s", out)
     return Evaluation(metrics, table, out)
+
+
+def read_score_table(path: str) -> pd.DataFrame:
+    """A detection score table from disk, checked for the columns evaluation needs."""
+    table = pd.read_parquet(path)
+    missing = [c for c in (*DETECTION_COLUMNS, "split") if c not in table.columns]
+    if missing:
+        raise KeyError(f"{path}: score table lacks column(s) {missing}")
+    if "acquired" not in table.columns:
+        table["acquired"] = table["score"].notna()
+    return table
+
+
+def score_splits(cfg: DictConfig) -> pd.DataFrame:
+    """The detection score table of the configured splits, scored with `ckpt_path`."""
+    net, train_cfg = net_from_checkpoint(cfg.ckpt_path)
+    # The eval transform must be the one the model was trained with (input size, statistics).
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    data_cfg["augment"] = train_cfg["augment"]
+    datamodule = instantiate(data_cfg, _recursive_=False)
+    datamodule.setup("validate")
+    splits = list(dict.fromkeys(["val", *cfg.score_splits, cfg.split]))
+    tables = []
+    for split in splits:
+        rows = datamodule.split_frame(split)
+        if rows.empty:
+            raise ValueError(f"split {split!r} is empty under this protocol; cannot score it")
+        scores = predict_scores(net, datamodule.dataloader(split))
+        tables.append(detection_table(rows, scores))
+    return pd.concat(tables, ignore_index=True)
 
 
 def _generalised(rows: pd.DataFrame) -> pd.DataFrame:
