@@ -119,15 +119,16 @@ def test_torchmetrics_wrapper_equals_functions_across_batches() -> None:
     assert result["apcer_print@eer_threshold"].item() == pytest.approx(1 / 3)
 
 
-def test_failures_to_acquire_raise_bpcer_never_apcer() -> None:
+def test_failures_to_acquire_count_against_the_system() -> None:
     # One more bona fide and one more print, neither acquired (+inf after generalisation).
-    scores = generalised_scores(np.append(SCORES, [np.nan, np.nan]),
-                                np.append(np.ones(10, bool), [False, False]))
     labels = np.append(LABELS, [0, 1])
+    scores = generalised_scores(
+        np.append(SCORES, [np.nan, np.nan]), np.append(np.ones(10, bool), [False, False]), labels
+    )
     species = np.append(SPECIES, ["bona_fide", "print"])
     report = detection_report(scores, labels, species, 0.5, "t")
     assert report["bpcer@t"] == pytest.approx(2 / 5)  # 0.6 and the unacquired bona fide
-    assert report["apcer_print@t"] == pytest.approx(1 / 4)  # 0.4 missed; +inf is caught
+    assert report["apcer_print@t"] == pytest.approx(2 / 4)  # 0.4 and the unacquired print
     assert 0 < report["eer"] < 0.5 and 0.5 < report["auc"] < 1
     with pytest.raises(ValueError, match="NaN"):
         auc([0.1, np.nan], [0, 1])

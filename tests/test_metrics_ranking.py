@@ -180,7 +180,7 @@ def test_generalised_scores_failure_to_acquire() -> None:
     s = generalised_scores(scores, acquired)
     assert s[0] == np.inf
     assert apcer_at_bpcer(s, labels, SPECIES, 0.01) == 0.5
-    # An attack that fails to acquire is classified attack: it never adds a missed attack.
+    # Without labels, every failure is +inf: an attack that fails counts as caught.
     # Two bona fide at 0.35 put t at 0.4 (as in the test above, worst APCER 1/2 from print
     # 0.3 and 0.2); the print at 0.3 fails -> +inf: print misses only 0.2 -> 1/4.
     scores, _ = pad_case()
@@ -191,8 +191,13 @@ def test_generalised_scores_failure_to_acquire() -> None:
     assert apcer_at_bpcer(s, labels, SPECIES, 0.01) == 0.25
     with pytest.raises(ValueError, match="acquired samples have non-finite scores"):
         generalised_scores([np.nan, 0.2], [True, True])
-    with pytest.raises(ValueError, match="NaN or -inf"):
-        apcer_at_bpcer([-np.inf, 0.2], [0, 1], ["bona_fide", "print"], 0.5)
+    # With labels, the failed attack counts against the system (-inf: a missed attack), so it
+    # can never lower APCER: print misses 0.2 and the failed 0.3 -> 2/4.
+    s = generalised_scores(scores, acquired, labels)
+    assert s[302] == -np.inf
+    assert apcer_at_bpcer(s, labels, SPECIES, 0.01) == 0.5
+    with pytest.raises(ValueError, match="NaN"):
+        apcer_at_bpcer([np.nan, 0.2], [0, 1], ["bona_fide", "print"], 0.5)
     # Failures alone above the BPCER target: no threshold reaches it.
     verdict = apcer_at_bpcer([np.inf] * 10 + [0.1] * 20 + [0.9], [0] * 30 + [1], ["x"] * 31, 0.1)
     assert isinstance(verdict, NotSupported)

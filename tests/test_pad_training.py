@@ -185,8 +185,9 @@ def test_evaluate_any_score_table_with_failures_to_acquire(fast_run, tiny_pad_ro
     cfg = compose("evaluate", [*base, f"ckpt_path={fast_run.best_checkpoint}"], first)
     scored = evaluate(cfg)
     # The same table read back (as a vendor's would be) gives the same metrics.
-    again = evaluate(compose("evaluate", [*base, f"scores={first / 'scores.parquet'}"],
-                             tmp_path / "again"))
+    again = evaluate(
+        compose("evaluate", [*base, f"scores={first / 'scores.parquet'}"], tmp_path / "again")
+    )
     assert again.metrics == pytest.approx(scored.metrics)
     # Two test bona fide captures not acquired: they stay in, as rejections (BPCER rises).
     table = pd.read_parquet(first / "scores.parquet")
@@ -198,12 +199,22 @@ def test_evaluate_any_score_table_with_failures_to_acquire(fast_run, tiny_pad_ro
     table.loc[bona, "acquired"] = False
     table.loc[bona, "score"] = float("nan")
     table.to_parquet(tmp_path / "fta.parquet")
-    fta = evaluate(compose("evaluate", [*base, f"scores={tmp_path / 'fta.parquet'}"],
-                           tmp_path / "fta"))
+    fta = evaluate(
+        compose("evaluate", [*base, f"scores={tmp_path / 'fta.parquet'}"], tmp_path / "fta")
+    )
     key = "test/bpcer@val_eer_threshold"
     assert fta.metrics["test/failures_to_acquire"] == 2
     assert fta.metrics["test/samples"] == scored.metrics["test/samples"]
     assert fta.metrics[key] == pytest.approx(expected_bpcer)
     with pytest.raises(ValueError, match="exactly one of"):
-        evaluate(compose("evaluate", [*base, f"scores={tmp_path / 'fta.parquet'}",
-                                      f"ckpt_path={fast_run.best_checkpoint}"], tmp_path / "x"))
+        evaluate(
+            compose(
+                "evaluate",
+                [
+                    *base,
+                    f"scores={tmp_path / 'fta.parquet'}",
+                    f"ckpt_path={fast_run.best_checkpoint}",
+                ],
+                tmp_path / "x",
+            )
+        )

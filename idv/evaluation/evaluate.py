@@ -138,8 +138,8 @@ def score_splits(cfg: DictConfig) -> pd.DataFrame:
 
 
 def _generalised(rows: pd.DataFrame) -> pd.DataFrame:
-    """Failures to acquire stay in, as +inf scores: they raise BPCER, never hide an attack."""
-    return rows.assign(score=generalised_scores(rows["score"], rows["acquired"]))
+    """Failures to acquire stay in, as errors: they raise BPCER or APCER, never lower them."""
+    return rows.assign(score=generalised_scores(rows["score"], rows["acquired"], rows["label"]))
 
 
 def _segments(target: pd.DataFrame, threshold: float, cfg) -> tuple[pd.DataFrame, list, list]:

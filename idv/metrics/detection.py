@@ -3,8 +3,8 @@
 Conventions, everywhere: label 1 is the attack (positive), a higher score means "more likely
 attack", and a sample is classified attack when `score >= threshold`. So at threshold t:
 APCER(t) = share of attacks with score < t; BPCER(t) = share of bona fide with score >= t.
-A failure to acquire enters as +inf (`generalised_scores`): flagged at every threshold, so it
-raises BPCER and is never a missed attack. NaN and -inf are errors.
+A failure to acquire enters as +inf for a bona fide (raises BPCER) and -inf for an attack
+(raises APCER): see `generalised_scores`. NaN is an error.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ def _arrays(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray,
     y = np.asarray(labels).astype(np.int64)
     if s.shape != y.shape or s.ndim != 1:
         raise ValueError(f"scores and labels must be 1-D of one length, got {s.shape}, {y.shape}")
-    if np.isnan(s).any() or np.isneginf(s).any():
-        raise ValueError(
-            "scores contain NaN or -inf (a failure to acquire is +inf: see generalised_scores)"
-        )
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN (failures to acquire are +/-inf: generalised_scores)")
     if not ((y == 0) | (y == 1)).all():
         raise ValueError("labels must be 0 (bona fide) or 1 (attack)")
     if y.min() == y.max():
@@ -169,11 +167,18 @@ def detection_report(
     return result
 
 
-def generalised_scores(scores: Sequence[float], acquired: Sequence[bool]) -> np.ndarray:
-    """Scores with every failure to acquire replaced by +inf: classified attack at any
-    threshold, so it adds to BPCER and is never a missed attack (ISO/IEC 19795-1's
-    generalised rates: failures stay in the denominators). Unacquired rows may hold NaN;
-    acquired rows must be finite."""
+def generalised_scores(
+    scores: Sequence[float], acquired: Sequence[bool], labels: Sequence[int] | None = None
+) -> np.ndarray:
+    """Scores with every failure to acquire kept in as an error against the system.
+
+    A bona fide that was not acquired becomes +inf: flagged at every threshold, so it raises
+    BPCER (ISO/IEC 19795-1's generalised rates). Given `labels`, an attack that was not
+    acquired becomes -inf: passed at every threshold, so it raises APCER. Counting it as caught
+    (+inf) would lower APCER, and a system (or a vendor) could look better by failing on its
+    hardest attacks; the blueprint's rule is that a failure never lowers APCER or FMR.
+    Unacquired rows may hold NaN; acquired rows must be finite.
+    """
     s = np.asarray(scores, dtype=np.float64).copy()
     ok = np.asarray(acquired)
     if ok.dtype != bool:
@@ -189,6 +194,8 @@ def generalised_scores(scores: Sequence[float], acquired: Sequence[bool]) -> np.
             "mark a failure to acquire with acquired=False instead"
         )
     s[~ok] = np.inf
+    if labels is not None:
+        s[~ok & (np.asarray(labels) == 1)] = -np.inf
     return s
 
 
@@ -203,15 +210,14 @@ def apcer_at_bpcer(
     """Worst-species APCER at the smallest threshold with BPCER <= `max_bpcer` (the lowest
     APCER meeting it), or NotSupported when the bona fide presentations cannot resolve
     `max_bpcer` (rule of three; with `subjects`, one id per row, also fewer than
-    `min_subjects` bona fide subjects). Accepts +inf from `generalised_scores`."""
+    `min_subjects` bona fide subjects). Accepts the +/-inf of `generalised_scores`."""
     s = np.asarray(scores, dtype=np.float64)
-    if np.isnan(s).any() or np.isneginf(s).any():
+    if np.isnan(s).any():
         raise ValueError(
-            "scores are NaN or -inf: only a failure to acquire may be non-finite, and it "
-            "becomes +inf (see generalised_scores)"
+            "scores are NaN: only a failure to acquire may be non-finite, as +/-inf "
+            "(see generalised_scores)"
         )
-    finite = np.isfinite(s)
-    _, y = _arrays(np.where(finite, s, 0.0), labels)  # shapes and labels; +inf checked above
+    _, y = _arrays(s, labels)
     sp = np.asarray(species).astype(str)
     if sp.shape != s.shape:
         raise ValueError(f"species must have one entry per score, got shape {sp.shape}")

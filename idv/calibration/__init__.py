@@ -1,0 +1,1 @@
+"""Decision thresholds at target operating points, and score calibration, from the calib split."""
