@@ -532,8 +532,7 @@ def test_cli_composes_and_writes(tmp_path):
 
 
 def test_auc_statistic_equals_mann_whitney_with_ties():
-    from idv.evaluation.benchmark import auc_statistic
-    from idv.metrics.bootstrap import bootstrap_curve
+    from idv.metrics.bootstrap import auc_statistic, bootstrap_curve
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 300)

@@ -58,8 +58,12 @@ def test_evaluate_writes_score_table_and_flat_metrics(fast_run, tiny_pad_root, t
     assert set(table["split"]) == {"val", "calib", "test"}
     assert table["score"].between(0, 1).all() and table["acquired"].all()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics == pytest.approx(result.metrics)
-    assert all(isinstance(v, int | float) for v in metrics.values())  # flat, for dvc metrics
+    assert metrics.keys() == result.metrics.keys()
+    # Flat numbers for dvc metrics; null only where the data cannot resolve the operating
+    # point (the tiny corpus cannot resolve APCER = 1%), and the report says why.
+    assert all(isinstance(v, int | float) or v is None for v in metrics.values())
+    assert metrics["test/bpcer_at_worst_apcer_1pct"] is None
+    assert "`test/bpcer_at_worst_apcer_1pct` not supported" in (tmp_path / "report.md").read_text()
     assert "test/apcer_worst@val_eer_threshold" in metrics and "test/eer" in metrics
     for species in ("print", "replay", "mask"):
         assert f"test/apcer_{species}@val_eer_threshold" in metrics
@@ -188,7 +192,7 @@ def test_evaluate_any_score_table_with_failures_to_acquire(fast_run, tiny_pad_ro
     again = evaluate(
         compose("evaluate", [*base, f"scores={first / 'scores.parquet'}"], tmp_path / "again")
     )
-    assert again.metrics == pytest.approx(scored.metrics)
+    assert again.metrics == scored.metrics
     # Two test bona fide captures not acquired: they stay in, as rejections (BPCER rises).
     table = pd.read_parquet(first / "scores.parquet")
     test_bona = (table["split"] == "test") & (table["label"] == 0)

@@ -74,3 +74,14 @@ def test_session_aggregation() -> None:
     frames.loc[1, "label"] = 1
     with pytest.raises(ValueError, match="mixes labels"):
         aggregate_sessions(frames)
+
+
+def test_segment_intervals_bracket_the_estimates() -> None:
+    options = {"n_resamples": 200, "seed": 0, "level": 0.95}
+    report = segment_report(table(), ["geography"], 0.5, min_subjects=3, bootstrap=options)
+    for _, row in report.iterrows():
+        assert row["bpcer_low"] <= row["bpcer"] <= row["bpcer_high"]
+        assert row["apcer_worst_low"] <= row["apcer_worst"] <= row["apcer_worst_high"]
+    again = segment_report(table(), ["geography"], 0.5, min_subjects=3, bootstrap=options)
+    pd.testing.assert_frame_equal(report, again)  # seeded
+    assert report.loc[report["group"] == "NA", "bpcer_high"].item() == 0.0  # no errors at all

@@ -38,7 +38,7 @@ from idv.atomic import atomic_path, write_json, write_text
 from idv.metrics.bootstrap import (
     Interval,
     PairedInterval,
-    WeightedROC,
+    auc_statistic,
     bootstrap_curve,
     bootstrap_rate,
     bpcer_at_worst_apcer_statistic,
@@ -503,17 +503,6 @@ def _ours_frame(ours: pd.DataFrame, owned: pd.DataFrame, split: str) -> pd.DataF
 
 
 # ----------------------------------------------------------------------------------- metrics
-
-
-def auc_statistic(roc: WeightedROC) -> np.ndarray:
-    """ROC AUC per resample, P(attack > bona fide) + P(tie) / 2 as `idv.metrics.detection.auc`
-    (Mann-Whitney), and defined with infinite scores. The attack share AT threshold j is
-    APCER(t_j+1) - APCER(t_j) (the last threshold, +inf, holds the rest); the bona fide share
-    below it is 1 - BPCER(t_j), and tied with it BPCER(t_j) - BPCER(t_j+1)."""
-    a, b = roc.apcer, roc.bpcer
-    with np.errstate(invalid="ignore"):
-        inner = np.einsum("ij,ij->i", np.diff(a, axis=1), 1.0 - (b[:, :-1] + b[:, 1:]) / 2.0)
-        return inner + (1.0 - a[:, -1]) * (1.0 - b[:, -1] / 2.0)
 
 
 def generalised_provider_scores(provider: AlignedProvider, labels: np.ndarray) -> np.ndarray:

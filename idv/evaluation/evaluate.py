@@ -24,7 +24,8 @@ from idv.evaluation.segments import (
     demographic_differential,
     segment_report,
 )
-from idv.metrics.detection import detection_report, eer, generalised_scores
+from idv.metrics.detection import detection_report, eer, generalised_scores, pct
+from idv.metrics.resolution import NotSupported
 from idv.tasks.checkpoint import net_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,13 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         point.threshold,
         THRESHOLD_NAME,
         cfg.task.apcer_targets,
+        cfg.task.bpcer_targets,
+        subjects=target["subject_id"].astype(str).to_numpy(),
+        min_subjects=cfg.report.min_subjects,
     )
-    metrics = {f"{cfg.split}/{k}": v for k, v in report.items()}
+    # Unresolvable operating points: null in metrics.json, the reason in the report.
+    unsupported = {k: v for k, v in report.items() if isinstance(v, NotSupported)}
+    metrics = {f"{cfg.split}/{k}": None if k in unsupported else v for k, v in report.items()}
     metrics.update(
         {
             "val/eer": point.rate,
@@ -77,13 +83,17 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         }
     )
 
+    resolvable = [
+        t for t in cfg.task.apcer_targets if f"bpcer_at_worst_apcer_{pct(t)}" not in unsupported
+    ]
     intervals = detection_intervals(
-        target, point.threshold, THRESHOLD_NAME, cfg.task.apcer_targets, **cfg.bootstrap
+        target, point.threshold, THRESHOLD_NAME, resolvable, **cfg.bootstrap
     )
     metrics.update(flatten(f"{cfg.split}/", intervals))
 
     out = Path(cfg.paths.output_dir)
-    segments, differentials, notes = _segments(target, point.threshold, cfg.report)
+    segments, differentials, notes = _segments(target, point.threshold, cfg)
+    notes += [f"`{cfg.split}/{k}` not supported: {v.reason}." for k, v in unsupported.items()]
     for d in differentials:
         metrics[f"{cfg.split}/differential_{d.rate}_{d.column}"] = d.value
     write_parquet(table, out / "scores.parquet")
@@ -142,10 +152,11 @@ def _generalised(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(score=generalised_scores(rows["score"], rows["acquired"], rows["label"]))
 
 
-def _segments(target: pd.DataFrame, threshold: float, cfg) -> tuple[pd.DataFrame, list, list]:
-    """Segment table and the demographic differentials the data can support."""
+def _segments(target: pd.DataFrame, threshold: float, run_cfg) -> tuple[pd.DataFrame, list, list]:
+    """Segment table (with intervals) and the demographic differentials the data supports."""
+    cfg = run_cfg.report
     columns = [c for c in cfg.segment_columns if c in target.columns]
-    segments = segment_report(target, columns, threshold, cfg.min_subjects)
+    segments = segment_report(target, columns, threshold, cfg.min_subjects, run_cfg.bootstrap)
     differentials, notes = [], []
     for column in (c for c in cfg.demographic_columns if c in target.columns):
         for rate in ("bpcer", "apcer"):

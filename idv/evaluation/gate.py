@@ -39,7 +39,7 @@ import pandas as pd
 from idv.atomic import write_json
 from idv.metrics.bootstrap import (
     Statistic,
-    WeightedROC,
+    auc_statistic,
     bpcer_at_apcer_statistic,
     bpcer_at_worst_apcer_statistic,
     curve_replicates,
@@ -55,7 +55,6 @@ __all__ = [
     "GateRow",
     "Rule",
     "Side",
-    "auc_statistic",
     "gate",
     "load_side",
     "read_at_revision",
@@ -344,17 +343,6 @@ def load_side(source: Source, rev: str | None = None, cwd: str | os.PathLike | N
 
 
 # ------------------------------------------------------------------------ score-table statistics
-
-
-def auc_statistic(roc: WeightedROC) -> np.ndarray:
-    """ROC AUC per resample, = P(attack > bona fide) + 0.5 P(tie) as `detection.auc`: the
-    trapezoids between consecutive thresholds (ties share a threshold, so they count half),
-    closed at (0, 0) so that +inf scores (failures to acquire) tie among themselves too."""
-    tpr = 1.0 - roc.apcer  # share of label-1 rows with score >= t
-    fpr = roc.bpcer
-    end = np.zeros((roc.n_resamples, 1))
-    tpr, fpr = np.concatenate([tpr, end], axis=1), np.concatenate([fpr, end], axis=1)
-    return np.sum((fpr[:, :-1] - fpr[:, 1:]) * (tpr[:, :-1] + tpr[:, 1:]), axis=1) / 2.0
 
 
 _PCT = r"(\d+(?:\.\d+)?)pct"

@@ -11,6 +11,8 @@ from idv.evaluation.segments import Differential
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return "not supported (see notes)"
     if isinstance(value, float | np.floating):
         return "n/a" if np.isnan(value) else f"{value:.4f}"
     return str(value)

@@ -8,12 +8,14 @@ group's error rate over the geometric mean of all groups' rates (Max/GeoMean).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from idv.metrics.bootstrap import rate_replicates, resample_counts
 from idv.metrics.detection import auc, eer
 
 
@@ -29,15 +31,48 @@ def _rates(frame: pd.DataFrame, threshold: float) -> dict[str, float]:
     }
 
 
+def _rate_intervals(
+    frame: pd.DataFrame, threshold: float, n_resamples: int, seed: int, level: float
+) -> dict[str, float]:
+    """Subject-bootstrap percentile intervals of the group's worst APCER and BPCER: the worst
+    species is taken inside every resample, so the interval is of the max, not of one species."""
+    codes, counts = resample_counts(frame["subject_id"].astype(str).to_numpy(), n_resamples, seed)
+    scores, labels = frame["score"].to_numpy(), frame["label"].to_numpy()
+    species = frame["attack_type"].astype(str).to_numpy()
+    bounds = [(1 - level) / 2, (1 + level) / 2]
+    result = {}
+    bona = labels == 0
+    if bona.any():
+        bpcer = rate_replicates(scores >= threshold, codes, counts, where=bona)
+        result["bpcer_low"], result["bpcer_high"] = np.nanquantile(bpcer, bounds)
+    names = sorted(set(species[labels == 1]))
+    if names:
+        per_species = np.stack(
+            [
+                rate_replicates(
+                    scores < threshold, codes, counts, where=(labels == 1) & (species == name)
+                )
+                for name in names
+            ]
+        )
+        with warnings.catch_warnings():  # a resample without any attack of every species
+            warnings.simplefilter("ignore", RuntimeWarning)
+            worst = np.nanmax(per_species, axis=0)
+        result["apcer_worst_low"], result["apcer_worst_high"] = np.nanquantile(worst, bounds)
+    return result
+
+
 def segment_report(
     table: pd.DataFrame,
     columns: Sequence[str],
     threshold: float,
     min_subjects: int = 10,
+    bootstrap: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """One row per (segment column, group): counts, APCER / BPCER at the global `threshold`,
-    and the group's own EER and AUC where it has both classes. `too_small` flags groups with
-    fewer than `min_subjects` subjects of either class: their rates are shown, not judged."""
+    """One row per (segment column, group): counts, APCER / BPCER at the global `threshold`
+    with subject-bootstrap intervals (`bootstrap`: n_resamples, seed, level; None: none), and
+    the group's own EER and AUC where it has both classes. `too_small` flags groups with fewer
+    than `min_subjects` subjects of either class: their rates are shown, not judged."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise KeyError(
@@ -61,6 +96,7 @@ def segment_report(
                     "eer": eer(frame["score"], frame["label"]).rate if both else np.nan,
                     "auc": auc(frame["score"], frame["label"]) if both else np.nan,
                     "too_small": min(attack_subjects, bona_subjects) < min_subjects,
+                    **(_rate_intervals(frame, threshold, **bootstrap) if bootstrap else {}),
                 }
             )
     return pd.DataFrame(rows)

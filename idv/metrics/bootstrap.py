@@ -52,6 +52,7 @@ __all__ = [
     "apcer_at_bpcer_statistic",
     "bootstrap_curve",
     "bootstrap_rate",
+    "auc_statistic",
     "bpcer_at_apcer_statistic",
     "bpcer_at_worst_apcer_statistic",
     "curve_replicates",
@@ -498,6 +499,17 @@ def eer_statistic(roc: WeightedROC) -> np.ndarray:
         rate = a_prev + alpha * (a_k - a_prev)
     rate = np.where((g_k == 0) | (k == 0), a_k, rate)
     return np.where(crossed[rows, k], rate, np.nan)
+
+
+def auc_statistic(roc: WeightedROC) -> np.ndarray:
+    """ROC AUC per resample, = P(attack > bona fide) + 0.5 P(tie) as `detection.auc`: the
+    trapezoids between consecutive thresholds (ties share a threshold, so they count half),
+    closed at (0, 0) so that +inf scores (failures to acquire) tie among themselves too."""
+    tpr = 1.0 - roc.apcer  # share of label-1 rows with score >= t
+    fpr = roc.bpcer
+    end = np.zeros((roc.n_resamples, 1))
+    tpr, fpr = np.concatenate([tpr, end], axis=1), np.concatenate([fpr, end], axis=1)
+    return np.sum((fpr[:, :-1] - fpr[:, 1:]) * (tpr[:, :-1] + tpr[:, 1:]), axis=1) / 2.0
 
 
 def bpcer_at_apcer_statistic(max_apcer: float) -> Statistic:

@@ -143,6 +143,26 @@ def pct(rate: float) -> str:
     return f"{rate * 100:g}pct"
 
 
+def worst_apcer_resolution(
+    labels: Sequence[int],
+    species: Sequence[str],
+    target: float,
+    subjects: Sequence | None = None,
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+) -> NotSupported | None:
+    """Can every attack species resolve an APCER of `target`? (rule of three per species, and
+    `min_subjects` subjects per species when `subjects` is given)."""
+    y, sp = np.asarray(labels), np.asarray(species).astype(str)
+    for name in sorted(str(n) for n in set(sp[y == 1])):
+        rows = (y == 1) & (sp == name)
+        verdict = check_resolution(
+            target, int(rows.sum()), count_subjects(subjects, rows), min_subjects
+        )
+        if verdict is not None:
+            return NotSupported(f"species {name!r}: {verdict.reason}")
+    return None
+
+
 def detection_report(
     scores: Sequence[float],
     labels: Sequence[int],
@@ -150,12 +170,24 @@ def detection_report(
     threshold: float,
     threshold_name: str,
     apcer_targets: Sequence[float] = (0.01, 0.05, 0.10),
-) -> dict[str, float]:
-    """Flat headline metrics; thresholded figures carry `threshold_name` in their key."""
-    result = {"auc": auc(scores, labels), "eer": eer(scores, labels).rate}
+    bpcer_targets: Sequence[float] = (0.01,),
+    subjects: Sequence | None = None,
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+) -> dict[str, float | NotSupported]:
+    """Flat headline metrics; thresholded figures carry `threshold_name` in their key. An
+    operating point the data cannot resolve is a NotSupported, never a number."""
+    result: dict[str, float | NotSupported] = {
+        "auc": auc(scores, labels),
+        "eer": eer(scores, labels).rate,
+    }
     for target in apcer_targets:
-        result[f"bpcer_at_worst_apcer_{pct(target)}"] = bpcer_at_worst_apcer(
+        verdict = worst_apcer_resolution(labels, species, target, subjects, min_subjects)
+        result[f"bpcer_at_worst_apcer_{pct(target)}"] = verdict or bpcer_at_worst_apcer(
             scores, labels, species, target
+        )
+    for target in bpcer_targets:
+        result[f"apcer_at_bpcer_{pct(target)}"] = apcer_at_bpcer(
+            scores, labels, species, target, subjects, min_subjects
         )
     per_species = apcer_per_species(scores, labels, species, threshold)
     for name, value in per_species.items():
