@@ -118,3 +118,20 @@ def test_synth_config_composes(tmp_path: Path) -> None:
     for name in cfg.corpora:
         resolved = OmegaConf.to_container(cfg[name], resolve=True)
         assert "tiny" in resolved["sizes"] and "default" in resolved["sizes"]
+
+
+TOP_LEVEL = {  # entry point -> the mandatory values a user passes on the command line
+    "train": [],
+    "evaluate": ["ckpt_path=x.ckpt"],
+    "synth": [],
+    "calibrate": ["scores=s.parquet"],
+    "gate": ["baseline=a.json", "candidate=b.json"],
+    "benchmark": ["manifest=m.parquet"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in Path(CONF_DIR).glob("*.yaml")))
+def test_every_top_level_config_composes_and_resolves(name: str, tmp_path: Path) -> None:
+    assert name in TOP_LEVEL, f"conf/{name}.yaml has no entry in TOP_LEVEL"
+    cfg = compose(name, TOP_LEVEL[name], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
