@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# README command 1: set everything up, then run the default job: generate the synthetic
-# corpora, train the PAD model on CPU, evaluate it on the test split and print the metrics.
-# Outputs (fixed paths, replaced on every run): outputs/pad/{train,evaluate}/
+# README command 1: set everything up, then run the default pipeline with DVC: for every task
+# of params.yaml, prepare the corpus, train on CPU, evaluate on test, calibrate thresholds.
+# Outputs (fixed paths): outputs/<task>/{train,evaluate,calibrate}/; corpora under data/.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-bin=.venv/bin
+export PATH="$root/.venv/bin:$PATH"
 start=$SECONDS
-"$bin/idv-synth"
-rm -rf outputs/pad/train outputs/pad/evaluate
-"$bin/idv-train" task=pad hydra.run.dir=outputs/pad/train
-"$bin/idv-evaluate" task=pad ckpt_path=outputs/pad/train/checkpoints/best.ckpt \
-  hydra.run.dir=outputs/pad/evaluate
-echo "default job done in $((SECONDS - start)) s: metrics in outputs/pad/evaluate/metrics.json," \
-  "scores in outputs/pad/evaluate/scores.parquet, checkpoints in outputs/pad/train/checkpoints/"
+dvc repro
+.venv/bin/python - <<'PY'
+import json, pathlib
+for metrics in sorted(pathlib.Path("outputs").glob("*/evaluate/metrics.json")):
+    m = json.loads(metrics.read_text())
+    task = metrics.parts[1]
+    keys = [k for k in m if k.startswith("test/") and not k.endswith(("_ci_low", "_ci_high"))]
+    print(f"\n{task}: headline metrics on test ({metrics})")
+    for key in sorted(keys):
+        low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+        ci = f"  [{low:.4f}, {high:.4f}]" if low is not None else ""
+        value = "not supported (see report.md)" if m[key] is None else f"{m[key]:.4f}"
+        print(f"  {key:45s} {value}{ci}")
+PY
+echo
+echo "pipeline done in $((SECONDS - start)) s."
+echo "metrics:    outputs/<task>/evaluate/metrics.json (dvc metrics show), report.md, segments.csv"
+echo "plots:      outputs/<task>/evaluate/plots/*.png (offline view; dvc plots show needs a CDN)"
+echo "thresholds: outputs/<task>/calibrate/thresholds.json"
+echo "models:     outputs/<task>/train/checkpoints/best.ckpt"

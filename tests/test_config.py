@@ -16,6 +16,8 @@ from tests.conftest import CONF_DIR, compose
 TRAIN_GROUPS = (
     "task",
     "data",
+    "protocol",
+    "profile",
     "augment",
     "model",
     "trainer",

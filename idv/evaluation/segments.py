@@ -36,7 +36,10 @@ def _rate_intervals(
 ) -> dict[str, float]:
     """Subject-bootstrap percentile intervals of the group's worst APCER and BPCER: the worst
     species is taken inside every resample, so the interval is of the max, not of one species."""
-    codes, counts = resample_counts(frame["subject_id"].astype(str).to_numpy(), n_resamples, seed)
+    subjects = frame["subject_id"].astype(str).to_numpy()
+    if len(set(subjects)) < 2:  # nothing to resample: no interval, not a fake zero-width one
+        return {}
+    codes, counts = resample_counts(subjects, n_resamples, seed)
     scores, labels = frame["score"].to_numpy(), frame["label"].to_numpy()
     species = frame["attack_type"].astype(str).to_numpy()
     bounds = [(1 - level) / 2, (1 + level) / 2]
