@@ -129,6 +129,7 @@ TOP_LEVEL = {  # entry point -> the mandatory values a user passes on the comman
     "calibrate": ["scores=s.parquet"],
     "gate": ["baseline=a.json", "candidate=b.json"],
     "benchmark": ["manifest=m.parquet"],
+    "export": ["ckpt_path=x.ckpt", "thresholds=t.json", "bundle_dir=b"],
 }
 
 
