@@ -76,6 +76,13 @@ def test_dvc_repro_end_to_end(repo: Path) -> None:
     assert thresholds["thresholds"][0]["segment"]["value"] == "global"
     assert (repo / "outputs/pad/evaluate/plots/det.png").is_file()
     assert "outputs/pad/evaluate/metrics.json" in dvc(repo, "metrics", "show")
+    # The bundle loads (checksums verified) and scores image files with either backend.
+    from idv.serving import load_bundle
+
+    images = sorted((repo / "data/pad/tiny/images").rglob("*.jpg"))[:4]
+    for backend in ("torchscript", "onnxruntime"):
+        scores = load_bundle(repo / "outputs/pad/bundle", backend=backend).score(images)
+        assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all()
 
     # Nothing changed: nothing runs.
     assert "Data and pipelines are up to date" in dvc(repo, "repro")

@@ -1,0 +1,253 @@
+"""idv-export's logic: checkpoint + thresholds (+ evaluation) -> a verified, self-contained bundle.
+
+Order: rebuild the network from the checkpoint (weights_only=True) and wrap it for inference;
+export every format into a temporary sibling directory; run the parity gate on the files just
+written (idv.export.parity); only then add thresholds.json (copied byte for byte),
+preprocess.json, parity.json, the model card and SHA256SUMS, verify the result as serving will
+(idv.serving.verify_bundle), and move it over the old bundle. A failed export leaves the previous
+bundle exactly as it was; the temporary directory is removed either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+
+from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
+from idv.export.formats import export_formats
+from idv.export.parity import ParityOptions, check_parity, held_out_samples
+from idv.export.preprocess import preprocess_spec
+from idv.export.wrappers import augment_of, build_wrapper
+from idv.serving.bundle import primary_thresholds, sha256_file, verify_bundle, write_checksums
+from idv.serving.preprocess import prepare
+from idv.tasks.checkpoint import net_from_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle_dir: Path
+    files: dict[str, str]  # relative file -> sha256 (SHA256SUMS)
+    parity: dict[str, Any]
+    card: dict[str, Any]
+
+
+def read_thresholds(path: str | os.PathLike, checkpoint_sha256: str) -> tuple[dict, bytes]:
+    """thresholds.json as bytes (copied verbatim) and parsed; checked for what serving needs,
+    and against the checkpoint when calibration recorded its hash."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"thresholds file {file} not found (idv-calibrate writes it)")
+    data = file.read_bytes()
+    try:
+        thresholds = json.loads(data)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file} is not valid JSON ({err})") from err
+    if thresholds.get("kind", "detection") != "detection":
+        raise ValueError(f"{file}: kind {thresholds.get('kind')!r}; only detection is exported")
+    try:
+        entries = primary_thresholds(thresholds)
+        for e in entries:
+            d = e["decision"]
+            if not float(d["accept_below"]) <= float(d["reject_at_or_above"]):
+                raise ValueError(f"entry {e.get('id')}: accept_below > reject_at_or_above")
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{file}: not a usable thresholds.json ({err})") from err
+    recorded = ((thresholds.get("inputs") or {}).get("checkpoint") or {}).get("sha256")
+    if recorded and recorded != checkpoint_sha256:
+        raise ValueError(
+            f"{file} was calibrated on scores of another checkpoint (sha256 {recorded}); this "
+            f"checkpoint's is {checkpoint_sha256}: calibrate this checkpoint's scores first"
+        )
+    return thresholds, data
+
+
+def training_data(datamodule, manifest_file: Path) -> dict[str, Any]:
+    """The manifest's hash and size (the corpus the run config names)."""
+    frame = datamodule.manifest.frame
+    return {
+        "manifest": str(manifest_file),
+        "sha256": sha256_file(manifest_file),
+        "bytes": manifest_file.stat().st_size,
+        "samples": len(frame),
+        "subjects": int(frame["subject_id"].nunique()),
+        "samples_per_split": {k: int(v) for k, v in frame["split"].value_counts().items()},
+        "samples_per_attack_type": {
+            k: int(v) for k, v in frame["attack_type"].value_counts().items()
+        },
+        "protocol": ((datamodule.protocol or {}).get("name", "default")),
+    }
+
+
+def load_datamodule(run_config: Mapping[str, Any], manifest: str | None, root: str | None):
+    """The run's IDVDataModule (its data config), optionally on another manifest path (the
+    checkpoint's may be relative to where training ran)."""
+    data_cfg = dict(run_config["data"])
+    data_cfg["augment"] = augment_of(run_config)
+    if manifest:
+        data_cfg["manifest"] = str(manifest)
+    if manifest or root:
+        data_cfg["root"] = root
+    if not Path(data_cfg["manifest"]).is_file():
+        raise FileNotFoundError(
+            f"manifest {data_cfg['manifest']} (from the checkpoint's run config) not found: run "
+            "from the directory training ran in, or pass manifest=<path>"
+        )
+    data_cfg["cache_decoded"] = False
+    datamodule = instantiate(data_cfg, _recursive_=False)
+    datamodule.setup()
+    return datamodule, Path(data_cfg["manifest"])
+
+
+def export_bundle(
+    ckpt_path: str | os.PathLike,
+    thresholds: str | os.PathLike,
+    bundle_dir: str | os.PathLike,
+    *,
+    evaluation_dir: str | os.PathLike | None = None,
+    formats: Sequence[str] = ("torchscript", "onnx"),
+    parity: ParityOptions | None = None,
+    manifest: str | None = None,
+    root: str | None = None,
+    crop_note: str | None = None,
+    intended_use: str | None = None,
+    limitations: Sequence[str] = (),
+) -> ExportResult:
+    """Write the bundle of `ckpt_path` into `bundle_dir` (replacing it only on success)."""
+    options = parity or ParityOptions()
+    ckpt = Path(ckpt_path)
+    net, run_config = net_from_checkpoint(ckpt)
+    ckpt_sha = sha256_file(ckpt)
+    thresholds_data, thresholds_bytes = read_thresholds(thresholds, ckpt_sha)
+    evaluation = read_evaluation(evaluation_dir)
+    wrapper = build_wrapper(net, run_config)
+    augment = augment_of(run_config)
+    spec = preprocess_spec(augment, crop_note)
+    datamodule, manifest_file = load_datamodule(run_config, manifest, root)
+    frames = {s: datamodule.split_frame(s) for s in ("test", "calib")}
+    samples = held_out_samples(frames, datamodule.manifest.root, options.min_samples)
+
+    target = Path(bundle_dir)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"bundle_dir {target} exists and is not a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        example = torch.from_numpy(prepare(samples["file"].tolist()[:2], spec))
+        if len(example) < 2:
+            example = torch.cat([example, example])
+        exported = export_formats(wrapper, example, tmp, formats)
+        report = check_parity(
+            wrapper, net, exported, samples, spec, augment, thresholds_data, options
+        )
+        formats_info = {
+            k: {
+                "file": v.path.name,
+                "files": list(v.files),
+                "method": v.method,
+                "backend": v.backend,
+            }
+            for k, v in exported.items()
+        }
+        card = build_card(
+            run_config=run_config,
+            training_data=training_data(datamodule, manifest_file),
+            evaluation=evaluation,
+            thresholds=thresholds_data,
+            thresholds_sha256=sha256_file(thresholds),
+            checkpoint={"path": str(ckpt), "sha256": ckpt_sha},
+            formats=formats_info,
+            parity=report,
+            preprocess=spec,
+            intended_use=intended_use,
+            limitations=limitations,
+            code=code_revision(),
+        )
+        (tmp / "thresholds.json").write_bytes(thresholds_bytes)
+        _write_json(spec, tmp / "preprocess.json")
+        _write_json(report, tmp / "parity.json")
+        _write_json(card, tmp / "model_card.json")
+        (tmp / "model_card.md").write_text(card_markdown(card))
+        write_checksums(tmp)
+        files = verify_bundle(tmp)
+        _replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote bundle %s (%s)", target, ", ".join(sorted(files)))
+    return ExportResult(target, files, report, card)
+
+
+def export(cfg) -> ExportResult:
+    """`export_bundle` from the composed `export` config (conf/export.yaml)."""
+    p = cfg.parity
+    card = cfg.get("card") or {}
+    return export_bundle(
+        cfg.ckpt_path,
+        cfg.thresholds,
+        cfg.bundle_dir,
+        evaluation_dir=cfg.get("evaluation_dir"),
+        formats=list(cfg.formats),
+        parity=ParityOptions(
+            min_samples=int(p.min_samples),
+            batch_size=int(p.batch_size),
+            tolerance=float(p.tolerance),
+            preprocess_tolerance=float(p.get("preprocess_tolerance", 1e-6)),
+        ),
+        manifest=cfg.get("manifest"),
+        root=cfg.get("root"),
+        crop_note=cfg.get("crop_note"),
+        intended_use=card.get("intended_use"),
+        limitations=[str(x) for x in (card.get("limitations") or [])],
+    )
+
+
+def _write_json(data: Mapping[str, Any], file: Path) -> None:
+    file.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put directory `new` at `target`: an atomic exchange where the OS allows, else two renames
+    (the old bundle is moved aside first, then deleted). `new` ends up absent or holding the old
+    bundle, which the caller deletes."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except OSError:
+        os.rename(old, target)  # put the previous bundle back
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,83 @@
+"""Inference wrappers: what gets exported, one per task kind.
+
+A wrapper is a plain nn.Module around the trained network with the input convention of
+serving built in: tensors in, scores out, normalisation inside. No metrics, trainer or
+Lightning: it scripts and traces as the network does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+MAX_PIXEL_VALUE = 255.0
+
+
+class DetectionScorer(nn.Module):
+    """P(attack) of a batch of RGB images (detection tasks: pad, liveness, deepfake, ...).
+
+    Input: float32 (N, 3, H, W), RGB, raw pixel values in [0, 255] (uint8 images converted to
+    float by the caller; the TorchScript model also accepts uint8 and converts inside, the ONNX
+    model takes float32 only), resized to the training input size. Normalisation is done here,
+    with the statistics of the checkpoint's augment config, exactly as albumentations'
+    Normalize(mean, std, max_pixel_value=255): (x - mean * 255) / (std * 255).
+    Output: float32 (N,) scores = sigmoid(logit), higher = more likely attack.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_pixel_value: float = MAX_PIXEL_VALUE,
+    ) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"mean and std need 3 values (RGB), got {list(mean)}, {list(std)}")
+        self.net = net.eval()
+        # Computed in float64 then rounded once, as albumentations builds its lookup table.
+        mean64 = torch.tensor([float(m) for m in mean], dtype=torch.float64) * max_pixel_value
+        std64 = torch.tensor([float(s) for s in std], dtype=torch.float64) * max_pixel_value
+        self.register_buffer("offset", mean64.to(torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("scale", (1.0 / std64).to(torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.to(torch.float32) - self.offset) * self.scale
+        logits = self.net(x)
+        return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0].to(torch.float32))
+
+
+def detection_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> DetectionScorer:
+    norm = augment_of(run_config)["normalize"]
+    return DetectionScorer(net, norm["mean"], norm["std"])
+
+
+# Task kind (conf/task/*.yaml `kind`) -> builder of its wrapper from (net, run config).
+WRAPPERS: dict[str, Callable[[nn.Module, Mapping[str, Any]], nn.Module]] = {
+    "detection": detection_wrapper,
+}
+
+
+def augment_of(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The augment config the model was trained with (the one idv-evaluate uses too)."""
+    augment = run_config.get("augment") or (run_config.get("data") or {}).get("augment")
+    if not augment or "normalize" not in augment:
+        raise ValueError("the run config carries no augment config with `normalize` statistics")
+    return augment
+
+
+def task_kind(run_config: Mapping[str, Any]) -> str:
+    return (run_config.get("task") or {}).get("kind", "detection")
+
+
+def build_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> nn.Module:
+    """The inference wrapper of the run's task kind, in eval mode."""
+    kind = task_kind(run_config)
+    if kind not in WRAPPERS:
+        raise NotImplementedError(
+            f"no inference wrapper for task kind {kind!r} yet (have: {sorted(WRAPPERS)})"
+        )
+    return WRAPPERS[kind](net, run_config).eval()

@@ -1,0 +1,138 @@
+"""Serving-side preprocessing, from a bundle's `preprocess.json`: numpy, Pillow and OpenCV only.
+
+The exported model takes RGB pixel values in [0, 255] as float32 (N, 3, H, W) and normalises
+inside, so serving only decodes and resizes. Both steps repeat the evaluation transform of
+training exactly (`idv.data.readers.read_image`, then albumentations' `Resize`, which is
+`cv2.resize` on the uint8 image): the export's parity gate checks it on real files.
+`normalise` exists to compare with the evaluation transform; scoring never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# OpenCV interpolation flags by the names preprocess.json uses (cv2.INTER_*).
+INTERPOLATIONS: dict[str, int] = {
+    "nearest": 0,
+    "linear": 1,
+    "cubic": 2,
+    "area": 3,
+    "lanczos4": 4,
+    "linear_exact": 5,
+    "nearest_exact": 6,
+}
+
+
+class ImageDecodeError(OSError):
+    """An image that cannot be decoded; the message names the file."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3), EXIF orientation applied (as in training)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()  # the full decode now: a truncated file fails here, naming itself
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageDecodeError(f"{path}: cannot decode image ({err})") from err
+
+
+def resize(image: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Resize an RGB uint8 (H, W, 3) image to the spec's input size, as albumentations does."""
+    import cv2
+
+    size = spec["resize"]
+    height, width = int(size["height"]), int(size["width"])
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"expected an RGB uint8 image (H, W, 3), got dtype {image.dtype} shape {image.shape}"
+        )
+    if image.shape[:2] == (height, width):
+        return image
+    flag = INTERPOLATIONS[size["interpolation"]]
+    downscale = height < image.shape[0] or width < image.shape[1]
+    if size.get("area_for_downscale") in ("image", "image_mask") and downscale:
+        flag = INTERPOLATIONS["area"]
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=flag)
+
+
+def normalise(batch: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """(pixel - mean * max) / (std * max) on a float (N, 3, H, W) batch of 0-255 values: what the
+    model does inside, in numpy (for comparisons with the evaluation transform)."""
+    norm = spec["normalize"]
+    peak = float(norm["max_pixel_value"])
+    mean = np.asarray(norm["mean"], np.float64).reshape(1, 3, 1, 1) * peak
+    std = np.asarray(norm["std"], np.float64).reshape(1, 3, 1, 1) * peak
+    return ((np.asarray(batch, np.float64) - mean) / std).astype(np.float32)
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _as_array(x: Any) -> np.ndarray:
+    """numpy view of an array-like; a torch tensor without importing torch here."""
+    if _is_tensor(x):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def prepare(images: Any, spec: Mapping[str, Any]) -> np.ndarray:
+    """Model input (float32 (N, 3, H, W), RGB, 0-255) from any of:
+
+    - an image file path, or a sequence of paths;
+    - an RGB uint8 image (H, W, 3), a batch (N, H, W, 3), or a sequence of images (any sizes):
+      each is resized to the input size;
+    - an already preprocessed float batch (N, 3, H, W) at the input size with 0-255 values
+      (RGB, not normalised): passed through as float32.
+    Arrays may be numpy arrays or torch tensors (converted without importing torch).
+    """
+    size = spec["resize"]
+    shape = (3, int(size["height"]), int(size["width"]))
+    if isinstance(images, str | os.PathLike):
+        return prepare([images], spec)
+    if isinstance(images, Sequence) and not isinstance(images, str | bytes):
+        if len(images) == 0:
+            return np.zeros((0, *shape), np.float32)
+        batch = [
+            resize(read_image(x) if isinstance(x, str | os.PathLike) else _uint8_hwc(x), spec)
+            for x in images
+        ]
+        return np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2), dtype=np.float32)
+    array = _as_array(images)
+    if array.ndim == 3:
+        return prepare([array], spec)
+    if array.ndim != 4:
+        raise ValueError(f"cannot score an array of shape {array.shape}: see prepare()")
+    if array.dtype == np.uint8:
+        if array.shape[-1] != 3:
+            raise ValueError(
+                f"uint8 images must be RGB (N, H, W, 3), got shape {array.shape}; a float "
+                "(N, 3, H, W) batch is taken as already preprocessed"
+            )
+        return prepare(list(array), spec)
+    if not np.issubdtype(array.dtype, np.floating) or array.shape[1:] != shape:
+        raise ValueError(
+            f"a non-uint8 array is taken as a preprocessed float batch of shape (N, *{shape}) "
+            f"(RGB, values 0-255), got dtype {array.dtype} shape {array.shape}"
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _uint8_hwc(image: Any) -> np.ndarray:
+    array = _as_array(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(
+            f"expected an image path or an RGB uint8 image (H, W, 3), got dtype {array.dtype} "
+            f"shape {array.shape}"
+        )
+    return array
