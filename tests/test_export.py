@@ -27,8 +27,9 @@ from idv.export.bundle import _replace_dir, export, export_bundle
 from idv.export.card import REQUIRED_FIELDS
 from idv.export.parity import ParityError, ParityOptions
 from idv.export.wrappers import DetectionScorer, augment_of, build_wrapper
+from idv.hashing import sha256_file
 from idv.serving import BundleError, load_bundle, verify_bundle
-from idv.serving.bundle import SUMS_FILE, sha256_file, write_checksums
+from idv.serving.bundle import SUMS_FILE, write_checksums
 from idv.serving.preprocess import normalise, prepare
 from idv.tasks.checkpoint import net_from_checkpoint
 from tests.conftest import compose

@@ -65,6 +65,7 @@ import pandas as pd
 
 from idv.atomic import write_json, write_text
 from idv.calibration.score_calibration import METHODS, calibration_report
+from idv.hashing import sha256_file
 from idv.metrics.bootstrap import Interval, rate_replicates, resample_counts
 from idv.metrics.detection import generalised_scores, threshold_at_worst_apcer
 from idv.metrics.resolution import min_trials
@@ -88,15 +89,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------- public API
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 2**20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def decide(

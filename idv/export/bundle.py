@@ -29,7 +29,8 @@ from idv.export.formats import export_formats
 from idv.export.parity import ParityOptions, check_parity, held_out_samples
 from idv.export.preprocess import preprocess_spec
 from idv.export.wrappers import augment_of, build_wrapper
-from idv.serving.bundle import primary_thresholds, sha256_file, verify_bundle, write_checksums
+from idv.hashing import sha256_file
+from idv.serving.bundle import primary_thresholds, verify_bundle, write_checksums
 from idv.serving.preprocess import prepare
 from idv.tasks.checkpoint import net_from_checkpoint
 

@@ -19,7 +19,6 @@ accept_below -> accept; score >= reject_at_or_above -> reject; otherwise review;
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from idv.hashing import sha256_file
 from idv.serving.backends import BACKENDS, MODEL_FILES, load_backend
 from idv.serving.preprocess import prepare
 
@@ -37,14 +37,6 @@ DECISIONS = ("accept", "review", "reject")
 
 class BundleError(RuntimeError):
     """A bundle that is incomplete, altered or inconsistent; the message names the file."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 2**20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bundle_files(path: str | os.PathLike) -> list[str]:
