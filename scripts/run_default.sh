@@ -19,7 +19,11 @@ for metrics in sorted(pathlib.Path("outputs").glob("*/evaluate/metrics.json")):
     for key in sorted(keys):
         low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
         ci = f"  [{low:.4f}, {high:.4f}]" if low is not None else ""
-        value = "not supported (see report.md)" if m[key] is None else f"{m[key]:.4f}"
+        value = m[key]
+        if value is None:
+            value = "not supported (see report.md)"
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
         print(f"  {key:45s} {value}{ci}")
 PY
 echo
@@ -28,3 +32,4 @@ echo "metrics:    outputs/<task>/evaluate/metrics.json (dvc metrics show), repor
 echo "plots:      outputs/<task>/evaluate/plots/*.png (offline view; dvc plots show needs a CDN)"
 echo "thresholds: outputs/<task>/calibrate/thresholds.json"
 echo "models:     outputs/<task>/train/checkpoints/best.ckpt"
+echo "bundles:    outputs/<task>/bundle/ (load with idv.serving.load_bundle)"
