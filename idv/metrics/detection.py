@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from idv.metrics.ranking import roc_auc
+from idv.metrics.ranking import checked_scores, roc_auc
 from idv.metrics.resolution import (
     DEFAULT_MIN_SUBJECTS,
     NotSupported,
@@ -26,17 +26,10 @@ BONA_FIDE = "bona_fide"
 
 
 def _arrays(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(np.int64)
-    if s.shape != y.shape or s.ndim != 1:
-        raise ValueError(f"scores and labels must be 1-D of one length, got {s.shape}, {y.shape}")
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN (failures to acquire are +/-inf: generalised_scores)")
-    if not ((y == 0) | (y == 1)).all():
-        raise ValueError("labels must be 0 (bona fide) or 1 (attack)")
-    if y.min() == y.max():
-        raise ValueError("need both bona fide (0) and attack (1) samples")
-    return s, y
+    """Validated float scores and 0/1 int labels with both classes (the ranking module's check;
+    failures to acquire arrive as +/-inf, see generalised_scores)."""
+    s, y = checked_scores(scores, labels, need_both=True)
+    return s, y.astype(np.int64)
 
 
 def error_rates(

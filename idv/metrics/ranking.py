@@ -27,7 +27,7 @@ def roc_points(scores: Sequence[float], labels: Sequence[int]) -> pd.DataFrame:
 
     The same points as sklearn.metrics.roc_curve(drop_intermediate=False).
     """
-    s, y = _scored(scores, labels, need_both=True)
+    s, y = checked_scores(scores, labels, need_both=True)
     t = np.unique(s)[::-1]
     if t[0] < np.inf:
         t = np.insert(t, 0, np.inf)  # nothing flagged
@@ -45,7 +45,7 @@ def det_points(scores: Sequence[float], labels: Sequence[int]) -> pd.DataFrame:
     (0.5 / n and 1 - 0.5 / n, n = negatives for fpr, positives for fnr) to stay plottable.
     """
     points = roc_points(scores, labels)
-    _, y = _scored(scores, labels, need_both=True)
+    _, y = checked_scores(scores, labels, need_both=True)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     points["fnr"] = 1.0 - points["tpr"]
     points["probit_fpr"] = norm.ppf(np.clip(points["fpr"], 0.5 / n_neg, 1 - 0.5 / n_neg))
@@ -55,7 +55,7 @@ def det_points(scores: Sequence[float], labels: Sequence[int]) -> pd.DataFrame:
 
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """P(positive score > negative score) + 0.5 P(tie) (Mann-Whitney U over midranks)."""
-    s, y = _scored(scores, labels, need_both=True)
+    s, y = checked_scores(scores, labels, need_both=True)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     return float((rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -63,7 +63,7 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
 def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float:
     """AP = sum over distinct thresholds (descending) of (R_n - R_(n-1)) * P_n, without
     interpolation: the definition of sklearn.metrics.average_precision_score."""
-    s, y = _scored(scores, labels, need_both=False)
+    s, y = checked_scores(scores, labels, need_both=False)
     if not y.any():
         raise ValueError("average precision needs at least one positive")
     order = np.argsort(-s, kind="stable")
@@ -85,7 +85,7 @@ def recall_at_fpr(
     """Recall (TPR) at the smallest threshold with FPR <= `max_fpr`, or NotSupported when the
     negatives cannot resolve `max_fpr` (rule of three; with `subjects`, one id per row, also
     fewer than `min_subjects` distinct subjects among the negatives)."""
-    s, y = _scored(scores, labels, need_both=True)
+    s, y = checked_scores(scores, labels, need_both=True)
     verdict = check_resolution(max_fpr, int((~y).sum()), count_subjects(subjects, ~y), min_subjects)
     if verdict is not None:
         return verdict
@@ -105,7 +105,7 @@ def precision_at_k(scores: Sequence[float], labels: Sequence[int], k: int) -> fl
     group of m rows holding p positives count r * p / m positives (the mean precision over
     random tie-breaks), so the result does not depend on how the rows are ordered.
     """
-    s, y = _scored(scores, labels, need_both=False)
+    s, y = checked_scores(scores, labels, need_both=False)
     if not 1 <= k <= len(s):
         raise ValueError(f"k must be between 1 and the number of scores ({len(s)}), got {k}")
     cut = np.sort(s)[::-1][k - 1]
@@ -116,9 +116,11 @@ def precision_at_k(scores: Sequence[float], labels: Sequence[int], k: int) -> fl
     return float(positives / k)
 
 
-def _scored(
+def checked_scores(
     scores: Sequence[float], labels: Sequence[int], need_both: bool
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as float64 (NaN an error, +/-inf allowed) and labels as bool; with `need_both`,
+    both classes must be present. Shared by every metric over (score, label) arrays."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
     if s.shape != y.shape or s.ndim != 1 or len(s) == 0:
