@@ -1,0 +1,1 @@
+"""Importers of public / owned corpora into the manifest format (see idv.data.manifest)."""
