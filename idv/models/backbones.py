@@ -1,4 +1,4 @@
-"""A timm backbone by name; weights only from a local file, never from a hub."""
+"""Backbones (timm by name, facenet's InceptionResnetV1); weights only from local files."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import timm
 import torch
+from facenet_pytorch import InceptionResnetV1
 from torch import nn
 
 
@@ -49,4 +50,50 @@ class TimmBackbone(nn.Module):
             self.net.load_state_dict(state, strict=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FacenetBackbone(nn.Module):
+    """facenet-pytorch's InceptionResnetV1, randomly initialised unless given a local file.
+
+    Features are its 512-d bottleneck (`last_linear` + `last_bn`) before its own L2
+    normalisation: the pretrained projection and BN are kept, and the embedder's neck sees
+    unnormalised, batch-normalised features like any other backbone's. The hub download
+    (`pretrained='vggface2'`) is never used; `pretrained_path` is a local state dict in
+    facenet's key layout (e.g. its vggface2 file, saved once on a connected machine), loaded
+    strictly except for the identity classifier (`logits.*`) such files carry.
+
+    Input: made for 160x160 aligned crops; the smallest size that survives its strided
+    convolutions is 75x75 (74 and the repo's 64x64 fail), so use 80, 96, 112 or 160. It does
+    not script (`torch.jit.script`); trace it for TorchScript.
+    """
+
+    min_input_size: int = 75
+
+    def __init__(self, pretrained_path: str | None = None, dropout_prob: float = 0.6) -> None:
+        super().__init__()
+        self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout_prob)
+        self.num_features: int = self.net.last_bn.num_features
+        if pretrained_path:
+            path = Path(pretrained_path)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"pretrained weights {path} not found (weights are "
+                    "loaded from local files only)"
+                )
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+            state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+            self.net.load_state_dict(state, strict=True)
+        # facenet's forward ends in F.normalize unless `classify`; route it through its
+        # classifier branch with a parameter-free identity to get the bottleneck instead.
+        self.net.classify = True
+        self.net.logits = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(
+                f"InceptionResnetV1 needs inputs of at least {self.min_input_size}x"
+                f"{self.min_input_size}, got {tuple(x.shape[-2:])}"
+            )
         return self.net(x)
