@@ -64,6 +64,8 @@ import numpy as np
 import pandas as pd
 
 from idv.atomic import write_json, write_text
+from idv.calibration.matching import calibrate_matching
+from idv.calibration.matching import markdown_summary as matching_summary
 from idv.calibration.score_calibration import METHODS, calibration_report
 from idv.hashing import sha256_file
 from idv.metrics.bootstrap import Interval, rate_replicates, resample_counts
@@ -231,6 +233,7 @@ def run_calibration(
     *,
     ckpt_path: str | os.PathLike | None = None,
     task: str | None = None,
+    kind: str = "detection",
     **options: Any,
 ) -> dict[str, Any]:
     """Read the score table `scores` (Parquet), calibrate (`calibrate_detection(**options)`),
@@ -241,7 +244,10 @@ def run_calibration(
         raise FileNotFoundError(f"score table {str(path)!r} does not exist")
     data = path.read_bytes()
     table = pd.read_parquet(io.BytesIO(data))
-    result = calibrate_detection(table, source=str(path), **options)
+    if kind == "matching":
+        result = calibrate_matching(table, source=str(path), **options)
+    else:
+        result = calibrate_detection(table, source=str(path), **options)
     checkpoint = None
     if ckpt_path is not None:
         ckpt = Path(ckpt_path)
@@ -258,7 +264,8 @@ def run_calibration(
     }
     out = Path(output_dir)
     write_json(result, out / "thresholds.json")
-    write_text(markdown_summary(result), out / "thresholds.md")
+    summary = matching_summary if kind == "matching" else markdown_summary
+    write_text(summary(result), out / "thresholds.md")
     log.info("wrote thresholds.json and thresholds.md in %s", out)
     return result
 
@@ -268,11 +275,24 @@ def calibrate(cfg) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     kind = cfg.task.get("kind", "detection")
-    if kind != "detection":
-        raise ValueError(
-            f"task {cfg.task.name!r} is of kind {kind!r}: only detection score tables are "
-            "calibrated so far"
+    if kind == "matching":
+        return run_calibration(
+            cfg.scores,
+            cfg.output_dir,
+            ckpt_path=cfg.get("ckpt_path"),
+            task=cfg.task.name,
+            kind=kind,
+            targets=list(cfg.targets),
+            protocol=cfg.task.calibration_protocol,
+            segments=list(cfg.segments or []),
+            min_subjects=int(cfg.min_subjects),
+            review_share=float(cfg.review_share),
+            bootstrap=OmegaConf.to_container(cfg.bootstrap, resolve=True),
+            calib_split=cfg.get("calib_split", "calib"),
+            report_split=cfg.get("report_split", "test"),
         )
+    if kind != "detection":
+        raise ValueError(f"task {cfg.task.name!r} is of kind {kind!r}: no calibration for it")
     return run_calibration(
         cfg.scores,
         cfg.output_dir,

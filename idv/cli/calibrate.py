@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 import idv  # noqa: F401  (offline switches first)
@@ -29,6 +30,11 @@ def main(cfg: DictConfig) -> None:
     from idv.calibration.thresholds import calibrate
 
     result = calibrate(cfg)
+    if result["kind"] == "matching":
+        from idv.calibration.matching import markdown_summary
+
+        Console().print(Markdown(markdown_summary(result)))
+        return
     table = Table(title=f"{cfg.task.name}: thresholds ({cfg.output_dir}/thresholds.json)")
     for column in (
         "target",

@@ -15,11 +15,11 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from idv.data.augment.pipeline import build_transforms
-from idv.data.datasets import ImageDataset, collate_images
+from idv.data.datasets import ImageDataset, Target, collate_images
 from idv.data.manifest import SPLITS, Manifest, ManifestError
 from idv.data.protocols import apply_protocol
 from idv.data.readers import OnError
-from idv.data.samplers import EpochSeededSampler, balanced_weights
+from idv.data.samplers import EpochSeededSampler, IdentityBalancedSampler, balanced_weights
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,12 @@ class IDVDataModule(L.LightningDataModule):
     `augment` is an augment config (train/eval transform lists + normalisation);
     `cache_decoded` decodes each split's images once, in memory (on small corpora the decode
     is most of the loading cost); `balanced_sampling` draws training samples with probability
-    inversely proportional to their label's frequency instead of shuffling; both orders
-    depend on (seed, epoch) only.
+    inversely proportional to their label's frequency instead of shuffling;
+    `identities_per_batch` (P) makes every training batch P identities x batch_size / P
+    samples (face matching); all orders depend on (seed, epoch) only. `target` is what a
+    sample's label holds: the manifest `label`, or its `subject` index (identity classes).
+    Rows with `acquired = False` (no usable face at import) never reach a dataset: evaluation
+    counts them as failures to acquire from `split_frame`.
     """
 
     def __init__(
@@ -59,6 +63,8 @@ class IDVDataModule(L.LightningDataModule):
         check_files: bool = True,
         protocol: Mapping[str, Any] | None = None,
         cache_decoded: bool = False,
+        target: Target = "label",
+        identities_per_batch: int | None = None,
     ) -> None:
         super().__init__()
         self.manifest_file = Path(manifest)
@@ -75,6 +81,8 @@ class IDVDataModule(L.LightningDataModule):
         self.check_files = check_files
         self.protocol = protocol
         self.cache_decoded = cache_decoded
+        self.target = target
+        self.identities_per_batch = identities_per_batch
         self.manifest: Manifest | None = None
         self.datasets: dict[str, ImageDataset] = {}
 
@@ -110,12 +118,16 @@ class IDVDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str) -> ImageDataset:
         stage = "train" if split == "train" else "eval"
+        frame = self.split_frame(split)
+        if "acquired" in frame.columns:
+            frame = frame[frame["acquired"].astype(bool)].reset_index(drop=True)
         dataset = ImageDataset(
-            self.split_frame(split),
+            frame,
             self.manifest.root,
             build_transforms(self.augment, stage, seed=self.seed),
             self.species,
             on_error=self.on_error,
+            target=self.target,
         )
         if self.cache_decoded:
             dataset.cache_decoded()
@@ -127,7 +139,19 @@ class IDVDataModule(L.LightningDataModule):
             self.setup()
         dataset = self.dataset(split)
         sampler = None
-        if train:
+        if train and self.identities_per_batch:
+            if self.batch_size % self.identities_per_batch:
+                raise ValueError(
+                    f"batch_size {self.batch_size} is not a multiple of identities_per_batch "
+                    f"{self.identities_per_batch} (P x K batches)"
+                )
+            sampler = IdentityBalancedSampler(
+                dataset.labels,
+                self.identities_per_batch,
+                self.batch_size // self.identities_per_batch,
+                self.seed,
+            )
+        elif train:
             weights = balanced_weights(dataset.labels) if self.balanced_sampling else None
             sampler = EpochSeededSampler(len(dataset), self.seed, weights)
         elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from idv.data.samplers import SampleKey
 log = logging.getLogger(__name__)
 
 Transform = Callable[..., dict]
+Target = Literal["label", "subject"]
 
 
 class ImageSample(NamedTuple):
@@ -34,7 +35,9 @@ class ImageDataset(Dataset):
     """Images of a manifest split, with label and attack species index.
 
     `species` lists the task's attack types in index order (index 0 is usually `bona_fide`);
-    `transform` is an albumentations pipeline ending in ToTensorV2. With `on_error="skip"`
+    `transform` is an albumentations pipeline ending in ToTensorV2. `target="subject"` makes
+    the label the index of the sample's subject in the split's sorted subject ids (identity
+    classes, for face matching) instead of the manifest's `label`. With `on_error="skip"`
     an unreadable image is logged by name and dropped by `collate_skipping`; the default
     `"fail"` raises ImageReadError naming the file.
     """
@@ -46,9 +49,12 @@ class ImageDataset(Dataset):
         transform: Transform,
         species: Sequence[str],
         on_error: OnError = "fail",
+        target: Target = "label",
     ) -> None:
         if on_error not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        if target not in ("label", "subject"):
+            raise ValueError(f"target must be 'label' or 'subject', got {target!r}")
         unknown = sorted(set(frame["attack_type"]) - set(species))
         if unknown:
             raise ValueError(
@@ -59,7 +65,10 @@ class ImageDataset(Dataset):
         self.on_error = on_error
         self.paths = frame["path"].astype(str).tolist()
         self.sample_ids = frame["sample_id"].astype(str).tolist()
-        self.labels = frame["label"].to_numpy(dtype=np.int64)
+        if target == "subject":
+            self.labels = pd.factorize(frame["subject_id"].astype(str), sort=True)[0]
+        else:
+            self.labels = frame["label"].to_numpy(dtype=np.int64)
         index = {name: i for i, name in enumerate(species)}
         self.species = frame["attack_type"].map(index).to_numpy(dtype=np.int64)
         self.decoded: list[np.ndarray | None] | None = None

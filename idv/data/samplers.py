@@ -45,3 +45,47 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     """Per-sample weights inversely proportional to the frequency of the sample's label."""
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse]
+
+
+class IdentityBalancedSampler(Sampler[SampleKey]):
+    """P identities x K samples per batch, for metric and margin losses on identities.
+
+    Yields keys in batch order, so the loader's `batch_size` must be `identities * per_identity`.
+    Each epoch (seeded by (seed, epoch)) visits the identities in a new order, P at a time, and
+    draws K samples of each (without replacement where the identity has K, with otherwise); an
+    epoch has about as many samples as the dataset.
+    """
+
+    def __init__(self, labels: np.ndarray, identities: int, per_identity: int, seed: int) -> None:
+        if identities < 1 or per_identity < 1:
+            raise ValueError(
+                f"need identities >= 1 and per_identity >= 1, got {identities}, {per_identity}"
+            )
+        codes, inverse = np.unique(np.asarray(labels), return_inverse=True)
+        if len(codes) < identities:
+            raise ValueError(
+                f"{identities} identities per batch, but the split has only {len(codes)}"
+            )
+        self.members = [np.flatnonzero(inverse == c) for c in range(len(codes))]
+        self.p, self.k, self.seed, self.epoch = identities, per_identity, seed, 0
+        self.batches = max(1, len(inverse) // (identities * per_identity))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches * self.p * self.k
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order: list[int] = []
+        queue = np.empty(0, dtype=np.int64)  # identities not yet visited in this pass
+        for _ in range(self.batches):
+            if len(queue) < self.p:  # a new pass (the few left over wait for the next one)
+                queue = rng.permutation(len(self.members))
+            chosen, queue = queue[: self.p], queue[self.p :]
+            for c in chosen:
+                members = self.members[c]
+                order += rng.choice(members, self.k, replace=len(members) < self.k).tolist()
+        seeds = rng.integers(0, 2**31 - 1, size=len(order))
+        return iter(zip(order, seeds.tolist(), strict=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from hydra.utils import instantiate
@@ -16,7 +17,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from idv.atomic import atomic_path, write_json, write_parquet, write_text
 from idv.evaluation.intervals import detection_intervals, flatten
-from idv.evaluation.plots import detection_plot_tables, write_plots
+from idv.evaluation.matching import (
+    Embeddings,
+    comparison_table,
+    predict_embeddings,
+    search_metrics,
+    search_table,
+    segment_rates,
+    val_threshold,
+    verification_metrics,
+)
+from idv.evaluation.plots import (
+    MATCHING_AXES,
+    detection_plot_tables,
+    matching_plot_tables,
+    write_plots,
+)
 from idv.evaluation.report import markdown_report
 from idv.evaluation.scoring import DETECTION_COLUMNS, detection_table, predict_scores
 from idv.evaluation.segments import (
@@ -26,6 +42,7 @@ from idv.evaluation.segments import (
 )
 from idv.metrics.detection import detection_report, eer, generalised_scores, pct
 from idv.metrics.resolution import NotSupported
+from idv.metrics.verification import COMPARISON_COLUMNS
 from idv.tasks.checkpoint import net_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -40,10 +57,13 @@ class Evaluation:
 
 
 def evaluate(cfg: DictConfig) -> Evaluation:
-    """Score with `ckpt_path`, or read an existing detection score table from `scores` (ours
-    or a vendor's: the same code judges both), then write metrics, plots and the report."""
+    """Score with `ckpt_path`, or read an existing score table from `scores` (ours or a
+    vendor's: the same code judges both), then write metrics, plots and the report. The task's
+    `kind` says which table: detection here, comparisons and searches for `matching`."""
     if bool(cfg.get("scores")) == bool(cfg.get("ckpt_path")):
         raise ValueError("give exactly one of ckpt_path=<checkpoint> or scores=<score table>")
+    if cfg.task.get("kind", "detection") == "matching":
+        return evaluate_matching(cfg)
     table = read_score_table(cfg.scores) if cfg.get("scores") else score_splits(cfg)
     if cfg.report.get("session_aggregation") and "session_id" in table.columns:
         table = pd.concat(
@@ -117,6 +137,115 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     return Evaluation(metrics, table, out)
 
 
+def evaluate_matching(cfg: DictConfig) -> Evaluation:
+    """Face matching: comparison tables of every scored split (scores.parquet), the search
+    table of the reported split (search.parquet), and their metrics per protocol, impostor
+    set and probe segment. Thresholded figures use the val threshold at the first FMR target
+    of the first protocol, and their keys say so."""
+    task, report_cfg = cfg.task, cfg.report
+    splits = list(dict.fromkeys(["val", *cfg.score_splits, cfg.split]))
+    if cfg.get("scores"):
+        table, search = read_comparison_table(cfg.scores), None
+    else:
+        table, search = score_matching_splits(cfg, splits)
+    val, target = table[table["split"] == "val"], table[table["split"] == cfg.split]
+    boot = OmegaConf.to_container(cfg.bootstrap, resolve=True)
+    found, intervals, unsupported = verification_metrics(
+        target, task.fmr_targets, report_cfg.min_subjects, boot
+    )
+    metrics: dict[str, Any] = {f"{cfg.split}/{k}": v for k, v in found.items()}
+    val_found, _, _ = verification_metrics(val, task.fmr_targets, report_cfg.min_subjects, boot)
+    metrics.update({f"val/{k}": v for k, v in val_found.items() if k.endswith("/eer")})
+    metrics.update(flatten(f"{cfg.split}/", intervals))
+    if search is not None:
+        found, missing = search_metrics(search, task.fpir_targets, report_cfg.min_subjects)
+        metrics.update({f"{cfg.split}/{k}": v for k, v in found.items()})
+        unsupported.update(missing)
+    protocol, fmr = task.protocols.comparisons[0], float(task.fmr_targets[0])
+    threshold = val_threshold(val, protocol, fmr)
+    name = f"{protocol}_fmr_{fmr:.0e}_threshold"
+    metrics[f"val/{name}"] = threshold
+    columns = [c for c in report_cfg.segment_columns if c in target.columns]
+    segments = segment_rates(target, columns, threshold, report_cfg.min_subjects, boot)
+    metrics[f"{cfg.split}/failures_to_acquire"] = int((~target["acquired"]).sum())
+
+    out = Path(cfg.paths.output_dir)
+    write_parquet(table, out / "scores.parquet")
+    if search is not None:
+        write_parquet(search, out / "search.parquet")
+    write_json(metrics, out / "metrics.json")
+    headline = target[target["protocol"] == protocol]
+    write_plots(matching_plot_tables(headline), out / "plots", MATCHING_AXES)
+    with atomic_path(out / "segments.csv") as tmp:
+        segments.to_csv(tmp, index=False)
+    notes = [
+        f"Scores from `{cfg.get('scores') or cfg.ckpt_path}`, split `{cfg.split}`; comparison "
+        f"protocols {list(task.protocols.comparisons)} (`_demographic`: impostors of the same "
+        f"sex, age band and skin tone only). Segment rates at the val threshold {name} = "
+        f"{threshold:.4f}, by the probe's segment. Plots: the first protocol.",
+        *[f"`{cfg.split}/{k}` not supported: {v.reason}." for k, v in unsupported.items()],
+    ]
+    write_text(
+        markdown_report(f"{task.name}: evaluation on {cfg.split}", metrics, segments, [], notes),
+        out / "report.md",
+    )
+    log.info("wrote scores.parquet, search.parquet, metrics.json, report.md, plots/ in %s", out)
+    return Evaluation(metrics, table, out)
+
+
+def score_matching_splits(cfg: DictConfig, splits: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Comparison tables of `splits` and the search table of the reported split, from the
+    embeddings of `ckpt_path`'s model."""
+    net, train_cfg = net_from_checkpoint(cfg.ckpt_path)
+    datamodule = _datamodule(cfg, train_cfg)
+    protocols = cfg.task.protocols
+    tables, search = [], None
+    for split in splits:
+        frame = datamodule.split_frame(split)
+        if frame.empty:
+            raise ValueError(f"split {split!r} is empty under this protocol; cannot score it")
+        embeddings = Embeddings(*predict_embeddings(net, datamodule.dataloader(split)))
+        table = comparison_table(
+            frame,
+            embeddings,
+            protocols.comparisons,
+            max_impostors=protocols.max_impostors,
+            seed=cfg.seed,
+        )
+        tables.append(table.assign(split=split))
+        if split == cfg.split:
+            search = search_table(
+                frame,
+                embeddings,
+                enrolled_fraction=protocols.search.enrolled_fraction,
+                top_k=protocols.search.top_k,
+                gallery=OmegaConf.to_container(protocols.gallery, resolve=True),
+                seed=cfg.seed,
+            ).assign(split=split)
+    return pd.concat(tables, ignore_index=True), search
+
+
+def read_comparison_table(path: str) -> pd.DataFrame:
+    """A comparison score table from disk (ours or a vendor's), checked for its columns."""
+    table = pd.read_parquet(path)
+    needed = [*COMPARISON_COLUMNS, "split", "protocol", "demographic_match"]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise KeyError(f"{path}: comparison table lacks column(s) {missing}")
+    if "acquired" not in table.columns:
+        table["acquired"] = table["score"].notna()
+    return table
+
+
+def _datamodule(cfg: DictConfig, train_cfg: dict[str, Any]):
+    """The evaluation data, read with the transform the model was trained with."""
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    data_cfg["augment"] = train_cfg["augment"]
+    datamodule = instantiate(data_cfg, _recursive_=False)
+    datamodule.setup("validate")
+    return datamodule
+
+
 def read_score_table(path: str) -> pd.DataFrame:
     """A detection score table from disk, checked for the columns evaluation needs."""
     table = pd.read_parquet(path)
@@ -132,10 +261,7 @@ def score_splits(cfg: DictConfig) -> pd.DataFrame:
     """The detection score table of the configured splits, scored with `ckpt_path`."""
     net, train_cfg = net_from_checkpoint(cfg.ckpt_path)
     # The eval transform must be the one the model was trained with (input size, statistics).
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    data_cfg["augment"] = train_cfg["augment"]
-    datamodule = instantiate(data_cfg, _recursive_=False)
-    datamodule.setup("validate")
+    datamodule = _datamodule(cfg, train_cfg)
     splits = list(dict.fromkeys(["val", *cfg.score_splits, cfg.split]))
     tables = []
     for split in splits:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,37 +21,81 @@ from idv.metrics.ranking import det_points  # noqa: E402
 HIST_BINS = 20
 
 
-def detection_plot_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """ROC (BPCER vs 1 - APCER), DET (probit axes) and score histograms by class and species,
-    from the acquired rows of a detection score table."""
-    rows = table[table["acquired"]] if "acquired" in table else table
-    points = det_points(rows["score"], rows["label"])
+@dataclass(frozen=True)
+class Axes:
+    """What the generic rates mean for one kind of decision (the positive class scores high)."""
+
+    fpr: str
+    fnr: str
+    tpr: str
+    score: str
+
+
+DETECTION_AXES = Axes(
+    "BPCER (bona fide rejected)",
+    "APCER (attacks accepted)",
+    "1 - APCER (attacks caught)",
+    "score (P(attack))",
+)
+MATCHING_AXES = Axes(
+    "FMR (impostors accepted)",
+    "FNMR (genuine rejected)",
+    "TAR = 1 - FNMR",
+    "score (cosine similarity)",
+)
+
+
+def plot_tables(
+    scores: pd.Series,
+    positive: pd.Series,
+    groups: pd.Series,
+    score_range: tuple[float, float],
+) -> dict[str, pd.DataFrame]:
+    """ROC (fpr, tpr), DET (probit axes) and score histograms per group. `positive` marks the
+    class that scores high (attacks for detection, genuine comparisons for matching), so the
+    same columns serve every task and one `dvc plots` definition draws them all."""
+    points = det_points(scores, positive)
     roc = pd.DataFrame(
-        {"bpcer": points["fpr"], "one_minus_apcer": points["tpr"], "threshold": points["threshold"]}
+        {"fpr": points["fpr"], "tpr": points["tpr"], "threshold": points["threshold"]}
     )
     det = pd.DataFrame(
         {
-            "bpcer": points["fpr"],
-            "apcer": points["fnr"],
-            "probit_bpcer": points["probit_fpr"],
-            "probit_apcer": points["probit_fnr"],
+            "fpr": points["fpr"],
+            "fnr": points["fnr"],
+            "probit_fpr": points["probit_fpr"],
+            "probit_fnr": points["probit_fnr"],
             "threshold": points["threshold"],
         }
     )
     finite = np.isfinite(roc["threshold"]) & np.isfinite(det["threshold"])
-    edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    edges = np.linspace(*score_range, HIST_BINS + 1)
     hist = []
-    for species, group in rows.groupby("attack_type", sort=True):
-        counts, _ = np.histogram(np.clip(group["score"], 0.0, 1.0), bins=edges)
+    for name, group in pd.Series(scores).groupby(pd.Series(groups).to_numpy(), sort=True):
+        counts, _ = np.histogram(np.clip(group, *score_range), bins=edges)
         hist.append(
             pd.DataFrame(
-                {"bin_low": edges[:-1], "bin_high": edges[1:], "species": species, "count": counts}
+                {"bin_low": edges[:-1], "bin_high": edges[1:], "group": name, "count": counts}
             )
         )
     return {"roc": roc[finite], "det": det[finite], "score_hist": pd.concat(hist)}
 
 
-def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> list[Path]:
+def detection_plot_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Plot tables of the acquired rows of a detection score table (groups: species)."""
+    rows = table[table["acquired"]] if "acquired" in table else table
+    return plot_tables(rows["score"], rows["label"], rows["attack_type"], (0.0, 1.0))
+
+
+def matching_plot_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Plot tables of the acquired rows of a comparison table (groups: genuine / impostor)."""
+    rows = table[table["acquired"]] if "acquired" in table else table
+    kind = np.where(rows["genuine"].astype(bool), "genuine", "impostor")
+    return plot_tables(rows["score"], rows["genuine"].astype(int), pd.Series(kind), (-1.0, 1.0))
+
+
+def write_plots(
+    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, axes: Axes = DETECTION_AXES
+) -> list[Path]:
     """`<name>.csv` for dvc plots and `<name>.png` for people, atomically."""
     out_dir = Path(out_dir)
     written = []
@@ -63,7 +108,7 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> 
         if name not in tables:
             continue
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-        draw(ax, tables[name])
+        draw(ax, tables[name], axes)
         fig.tight_layout()
         with atomic_path(out_dir / f"{name}.png") as tmp:
             fig.savefig(tmp, format="png")
@@ -72,22 +117,22 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> 
     return written
 
 
-def _roc(ax, frame: pd.DataFrame) -> None:
-    ax.plot(frame["bpcer"], frame["one_minus_apcer"])
+def _roc(ax, frame: pd.DataFrame, axes: Axes) -> None:
+    ax.plot(frame["fpr"], frame["tpr"])
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    ax.set(xlabel="BPCER (bona fide rejected)", ylabel="1 - APCER (attacks caught)", title="ROC")
+    ax.set(xlabel=axes.fpr, ylabel=axes.tpr, title="ROC")
 
 
-def _det(ax, frame: pd.DataFrame) -> None:
-    ax.plot(frame["probit_bpcer"], frame["probit_apcer"])
+def _det(ax, frame: pd.DataFrame, axes: Axes) -> None:
+    ax.plot(frame["probit_fpr"], frame["probit_fnr"])
     ticks = np.array([0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.9])
     ax.set_xticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
     ax.set_yticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
-    ax.set(xlabel="BPCER", ylabel="APCER", title="DET (normal-deviate axes)")
+    ax.set(xlabel=axes.fpr, ylabel=axes.fnr, title="DET (normal-deviate axes)")
 
 
-def _hist(ax, frame: pd.DataFrame) -> None:
-    for species, group in frame.groupby("species", sort=True):
-        ax.step(group["bin_low"], group["count"], where="post", label=str(species))
-    ax.set(xlabel="score (P(attack))", ylabel="samples", title="Scores by class and species")
+def _hist(ax, frame: pd.DataFrame, axes: Axes) -> None:
+    for name, group in frame.groupby("group", sort=True):
+        ax.step(group["bin_low"], group["count"], where="post", label=str(name))
+    ax.set(xlabel=axes.score, ylabel="count", title="Scores by class")
     ax.legend(fontsize="small")

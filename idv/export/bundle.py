@@ -28,7 +28,7 @@ from idv.export.card import build_card, card_markdown, code_revision, read_evalu
 from idv.export.formats import export_formats
 from idv.export.parity import ParityOptions, check_parity, held_out_samples
 from idv.export.preprocess import preprocess_spec
-from idv.export.wrappers import augment_of, build_wrapper
+from idv.export.wrappers import augment_of, build_wrapper, task_kind
 from idv.hashing import sha256_file
 from idv.serving.bundle import primary_thresholds, verify_bundle, write_checksums
 from idv.serving.preprocess import prepare
@@ -45,9 +45,19 @@ class ExportResult:
     card: dict[str, Any]
 
 
-def read_thresholds(path: str | os.PathLike, checkpoint_sha256: str) -> tuple[dict, bytes]:
-    """thresholds.json as bytes (copied verbatim) and parsed; checked for what serving needs,
-    and against the checkpoint when calibration recorded its hash."""
+# Task kind -> the decision keys of its thresholds.json entries, lower threshold first.
+DECISION_KEYS = {
+    "detection": ("accept_below", "reject_at_or_above"),
+    "matching": ("review_at_or_above", "match_at_or_above"),
+}
+
+
+def read_thresholds(
+    path: str | os.PathLike, checkpoint_sha256: str, kind: str = "detection"
+) -> tuple[dict, bytes]:
+    """thresholds.json as bytes (copied verbatim) and parsed; checked for what serving needs
+    (of the model's task kind), and against the checkpoint when calibration recorded its
+    hash."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"thresholds file {file} not found (idv-calibrate writes it)")
@@ -56,14 +66,20 @@ def read_thresholds(path: str | os.PathLike, checkpoint_sha256: str) -> tuple[di
         thresholds = json.loads(data)
     except json.JSONDecodeError as err:
         raise ValueError(f"{file} is not valid JSON ({err})") from err
-    if thresholds.get("kind", "detection") != "detection":
-        raise ValueError(f"{file}: kind {thresholds.get('kind')!r}; only detection is exported")
+    if kind not in DECISION_KEYS:
+        raise NotImplementedError(f"no export for task kind {kind!r} ({sorted(DECISION_KEYS)})")
+    if thresholds.get("kind", "detection") != kind:
+        raise ValueError(
+            f"{file}: kind {thresholds.get('kind', 'detection')!r}, but the checkpoint's task is "
+            f"of kind {kind!r}: calibrate this task's scores"
+        )
+    lower, upper = DECISION_KEYS[kind]
     try:
         entries = primary_thresholds(thresholds)
         for e in entries:
             d = e["decision"]
-            if not float(d["accept_below"]) <= float(d["reject_at_or_above"]):
-                raise ValueError(f"entry {e.get('id')}: accept_below > reject_at_or_above")
+            if not float(d[lower]) <= float(d[upper]):
+                raise ValueError(f"entry {e.get('id')}: {lower} > {upper}")
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{file}: not a usable thresholds.json ({err})") from err
     recorded = ((thresholds.get("inputs") or {}).get("checkpoint") or {}).get("sha256")
@@ -130,12 +146,17 @@ def export_bundle(
     options = parity or ParityOptions()
     ckpt = Path(ckpt_path)
     net, run_config = net_from_checkpoint(ckpt)
+    kind = task_kind(run_config)
     ckpt_sha = sha256_file(ckpt)
-    thresholds_data, thresholds_bytes = read_thresholds(thresholds, ckpt_sha)
+    thresholds_data, thresholds_bytes = read_thresholds(thresholds, ckpt_sha, kind)
     evaluation = read_evaluation(evaluation_dir)
     wrapper = build_wrapper(net, run_config)
     augment = augment_of(run_config)
-    spec = preprocess_spec(augment, crop_note)
+    task = run_config.get("task") or {}
+    dim = (run_config.get("model") or {}).get("embedding_dim") or getattr(
+        net, "embedding_dim", None
+    )
+    spec = preprocess_spec(augment, crop_note or task.get("crop_note"), kind, dim)
     datamodule, manifest_file = load_datamodule(run_config, manifest, root)
     frames = {s: datamodule.split_frame(s) for s in ("test", "calib")}
     samples = held_out_samples(frames, datamodule.manifest.root, options.min_samples)

@@ -44,6 +44,23 @@ INTENDED_USE: dict[str, str] = {
         "(print, replay, mask, ...). The bundle's thresholds turn a score into accept / review / "
         "reject; the review band is meant for a human reviewer."
     ),
+    "face_match": (
+        "Face matching in remote identity proofing: 1:1 verification (is this the same person? "
+        "a selfie against another selfie, or against the portrait of an identity document "
+        "(ID portrait vs selfie, the onboarding case)) and 1:N search (who is it? a probe "
+        "against an enrolled gallery, idv.serving.gallery). The model maps a face crop aligned "
+        "onto the 5-point ArcFace template (idv.data.align.align_face; 112x112 template, see "
+        "preprocess.json) to a unit-norm embedding; similarity is the dot product. The bundle's "
+        "thresholds turn a 1:1 similarity into match / review / non-match; the review band is "
+        "meant for a human reviewer."
+    ),
+}
+GENERIC_USES: dict[str, str] = {
+    "matching": (
+        "Matching ({task}): maps an aligned face crop to a unit-norm embedding; similarity is "
+        "the dot product, and the bundle's thresholds turn a 1:1 similarity into match / review "
+        "/ non-match."
+    ),
 }
 GENERIC_USE = (
     "Detection ({task}): scores how likely a sample is an attack / fraud; the bundle's "
@@ -60,6 +77,27 @@ LIMITATIONS: tuple[str, ...] = (
     "Input must follow preprocess.json (whole capture, RGB, resized as specified); other "
     "framings or colour orders change the scores silently.",
 )
+
+
+MATCHING_LIMITATIONS: tuple[str, ...] = (
+    "Decision support only: not for any decision without the review path, and not for "
+    "populations, devices or capture channels absent from the training and calibration data.",
+    "Trained (and, in this repository, evaluated) on synthetic faces: rates on real captures "
+    "are unknown until the model is evaluated on real data.",
+    "Demographic differentials (FNMR and FMR per group, and FMR of impostors of the same group) "
+    "are reported per segment below; a segment marked too small (fewer subjects than the "
+    "evaluation's min_subjects) is shown, not judged.",
+    "Thresholds are 1:1 verification thresholds from the calibration split only (one "
+    "comparison protocol, see the thresholds section); in 1:N search the false positive "
+    "identification rate grows with the gallery size. Re-calibrate before using the model on "
+    "a different capture channel, document type, vendor or population.",
+    "Input must follow preprocess.json (a face crop aligned onto the 5-point ArcFace template, "
+    "RGB, resized as specified); unaligned or differently framed faces change the embeddings "
+    "silently. No presentation attack detection: pair the matcher with a PAD model.",
+)
+LIMITATIONS_BY_KIND = {"detection": LIMITATIONS, "matching": MATCHING_LIMITATIONS}
+# Headline metrics of a matching evaluation (metrics.json keys end with these), in card order.
+MATCHING_HEADLINE = ("/eer", "/fnmr_at_fmr_1e-03", "/rank_1_rate", "/fnir_at_fpir_3e-03")
 
 
 def code_revision(start: str | Path | None = None) -> dict[str, Any]:
@@ -151,10 +189,45 @@ def read_evaluation(evaluation_dir: str | Path | None) -> dict[str, Any] | None:
     }
 
 
+def _test_rate(test: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """A matching entry's test rate as {estimate, low, high} (the detection summary's form)."""
+    if test.get(name) is None:
+        return None
+    low, high = (test.get(f"{name}_ci") or [None, None])[:2]
+    return {"estimate": test[name], "low": low, "high": high}
+
+
 def thresholds_summary(thresholds: Mapping[str, Any], sha256: str) -> dict[str, Any]:
     entries = [e for e in thresholds["thresholds"] if e["operating_point"].get("primary")]
     glob = next(e for e in entries if e["segment"]["column"] is None)
     test = glob.get("test", {})
+    if thresholds.get("kind", "detection") == "matching":
+        return {
+            "file": "thresholds.json",
+            "sha256": sha256,
+            "kind": "matching",
+            "protocol": thresholds.get("protocol"),
+            "operating_point": thresholds.get("operating_point"),
+            "decision_rule": thresholds.get("decision_rule"),
+            "calibration_split": thresholds.get("calibration_split"),
+            "global": {
+                "match_at_or_above": glob["decision"]["match_at_or_above"],
+                "review_at_or_above": glob["decision"]["review_at_or_above"],
+                "test_fmr": _test_rate(test, "fmr"),
+                "test_fnmr": _test_rate(test, "fnmr"),
+            },
+            "segments": [
+                {
+                    "column": e["segment"]["column"],
+                    "value": e["segment"]["value"],
+                    "match_at_or_above": e["decision"]["match_at_or_above"],
+                    "review_at_or_above": e["decision"]["review_at_or_above"],
+                    "source": e["source"],
+                }
+                for e in entries
+                if e["segment"]["column"] is not None
+            ],
+        }
     return {
         "file": "thresholds.json",
         "sha256": sha256,
@@ -199,14 +272,16 @@ def build_card(
     """model_card.json's content."""
     task = run_config.get("task", {})
     name = task.get("name", "unknown")
+    kind = task.get("kind", "detection")
     model_cfg = run_config.get("model", {})
-    limits = list(LIMITATIONS) + list(limitations)
+    limits = list(LIMITATIONS_BY_KIND.get(kind, LIMITATIONS)) + list(limitations)
     if evaluation is None:
         limits.append("No evaluation was attached to this export (evaluation_dir=null).")
     return {
         "schema_version": SCHEMA_VERSION,
-        "task": {"name": name, "kind": task.get("kind", "detection")},
-        "intended_use": intended_use or INTENDED_USE.get(name, GENERIC_USE.format(task=name)),
+        "task": {"name": name, "kind": kind},
+        "intended_use": intended_use
+        or INTENDED_USE.get(name, GENERIC_USES.get(kind, GENERIC_USE).format(task=name)),
         "limitations": limits,
         "model": {
             "architecture": model_cfg,
@@ -293,15 +368,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         f"Operating point {th['operating_point']}, chosen on split "
         f"`{th['calibration_split']}`. Rule: {th['decision_rule']}",
         "",
-        f"- Global: accept below {th['global']['accept_below']:.6g}, reject at or above "
-        f"{th['global']['reject_at_or_above']:.6g}; test worst APCER "
-        f"{_threshold_rate(th['global']['test_apcer_worst'])}, BPCER "
-        f"{_threshold_rate(th['global']['test_bpcer'])}.",
-        *[
-            f"- {s['column']}={s['value']}: accept below {s['accept_below']:.6g}, reject at or "
-            f"above {s['reject_at_or_above']:.6g} ({s['source']})"
-            for s in th["segments"]
-        ],
+        *_threshold_lines(th),
         "",
         "## Evaluation",
         "",
@@ -313,39 +380,105 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         lines += [
             f"From `{ev['source']}`; intervals: {ev['interval']}.",
             "",
+            *_headline_lines(task["kind"], ev["metrics"]),
             "| metric | estimate [interval] |",
             "|---|---|",
             *[f"| {k} | {_rate(v)} |" for k, v in ev["metrics"].items()],
         ]
         for key, title in (("segments", "Segments"), ("demographic_groups", "Demographic groups")):
-            rows = ev[key]
-            if not rows:
-                continue
-            rates = list(rows[0]["rates"])
-            lines += [
-                "",
-                f"### {title}",
-                "",
-                "| column | group | samples | subjects | too small | " + " | ".join(rates) + " |",
-                "|---|---|---|---|---|" + "---|" * len(rates),
-            ]
-            for r in rows:
-                lines.append(
-                    f"| {r['column']} | {r['group']} | {r.get('samples')} | {r.get('subjects')} "
-                    f"| {r.get('too_small')} | "
-                    + " | ".join(_rate(r["rates"][k]) for k in rates)
-                    + " |"
-                )
+            if ev[key]:
+                lines += ["", f"### {title}", "", *_group_lines(task["kind"], ev[key])]
     p = card["parity"]
+    what = "embedding (elementwise)" if task["kind"] == "matching" else "score"
     lines += [
         "",
         "## Export parity",
         "",
-        f"{p.get('samples')} held-out samples at batch sizes {p.get('batch_sizes')}; max |score "
+        f"{p.get('samples')} held-out samples at batch sizes {p.get('batch_sizes')}; max |{what} "
         f"difference| against the eager model: "
         + ", ".join(f"{k} {v:.3g}" for k, v in p["max_abs_diff"].items())
-        + f" (tolerance {p.get('tolerance'):g}); {p.get('near_threshold_samples')} sample(s) "
-        "within the tolerance of a threshold. Details in parity.json.",
+        + f" (tolerance {p.get('tolerance'):g}); {p.get('near_threshold_samples')} "
+        + (
+            "pair(s) within the similarity margin of a threshold"
+            if task["kind"] == "matching"
+            else "sample(s) within the tolerance of a threshold"
+        )
+        + ". Details in parity.json.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _threshold_lines(th: Mapping[str, Any]) -> list[str]:
+    g = th["global"]
+    if th.get("kind") == "matching":
+        return [
+            f"Protocol `{th.get('protocol')}` (1:1 comparisons).",
+            "",
+            f"- Global: match at or above {g['match_at_or_above']:.6g}, review at or above "
+            f"{g['review_at_or_above']:.6g}; test FMR {_threshold_rate(g['test_fmr'])}, FNMR "
+            f"{_threshold_rate(g['test_fnmr'])}.",
+            *[
+                f"- {s['column']}={s['value']}: match at or above {s['match_at_or_above']:.6g}, "
+                f"review at or above {s['review_at_or_above']:.6g} ({s['source']})"
+                for s in th["segments"]
+            ],
+        ]
+    return [
+        f"- Global: accept below {th['global']['accept_below']:.6g}, reject at or above "
+        f"{th['global']['reject_at_or_above']:.6g}; test worst APCER "
+        f"{_threshold_rate(th['global']['test_apcer_worst'])}, BPCER "
+        f"{_threshold_rate(th['global']['test_bpcer'])}.",
+        *[
+            f"- {s['column']}={s['value']}: accept below {s['accept_below']:.6g}, reject at or "
+            f"above {s['reject_at_or_above']:.6g} ({s['source']})"
+            for s in th["segments"]
+        ],
+    ]
+
+
+def _headline_lines(kind: str, metrics: Mapping[str, Any]) -> list[str]:
+    """Matching: the verification (EER, FNMR at FMR 1e-3 per protocol) and search (rank-1,
+    FNIR at FPIR 3e-3) headline metrics of the test split, with intervals, before the full
+    table."""
+    if kind != "matching":
+        return []
+    keys = [
+        k
+        for suffix in MATCHING_HEADLINE
+        for k in metrics
+        if k.startswith("test/") and k.endswith(suffix)
+    ]
+    if not keys:
+        return []
+    return [
+        "Headline (test split):",
+        "",
+        "| metric | estimate [interval] |",
+        "|---|---|",
+        *[f"| {k} | {_rate(metrics[k])} |" for k in keys],
+        "",
+        "All metrics:",
+        "",
+    ]
+
+
+def _group_lines(kind: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    rates = list(rows[0]["rates"])
+    counts = ["samples", "subjects"]
+    if kind == "matching":  # per comparison protocol, counted in comparisons
+        counts = ["protocol", "probe_subjects", "genuine", "impostors", "fmr_demographic"]
+    head = [c.replace("_", " ") for c in ["column", "group", *counts, "too small"]] + rates
+    lines = ["| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for r in rows:
+        values = [r["column"], r["group"], *[_cell(r.get(c)) for c in counts], r.get("too_small")]
+        values += [_rate(r["rates"][k]) for k in rates]
+        lines.append("| " + " | ".join(str(v) for v in values) + " |")
+    return lines
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

@@ -15,6 +15,15 @@ On held-out image files (the checkpoint's data config: split `test`, then `calib
    reject_at_or_above) agree on every sample, except samples whose eager score lies within
    `tolerance` of a threshold: those are counted and reported, not failed.
 Any failure raises ParityError with the figures; the report is what parity.json holds.
+
+Matching tasks (thresholds.json `kind: matching`) differ where their output does: the outputs
+are (N, D) unit-norm embeddings, compared elementwise (max |diff| <= tolerance in 2 and 3; the
+eager reference of 2 is the network's output itself), and decisions (match / review /
+non_match at review_at_or_above / match_at_or_above) are checked on pair similarities: each
+held-out sample against the next one (`np.roll(..., -1)`). A pair counts as near a threshold
+when its eager similarity lies within `similarity_margin` of it: the most a similarity of two
+unit vectors can move when every coordinate moves by at most `tolerance`,
+2 * sqrt(D) * tolerance + D * tolerance**2.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
 from idv.export.formats import Exported
 from idv.serving.backends import load_backend
-from idv.serving.bundle import decide_scores
+from idv.serving.bundle import decide_scores, decide_similarities
 from idv.serving.preprocess import normalise, prepare
 
 log = logging.getLogger(__name__)
@@ -95,12 +104,55 @@ def held_out_samples(
 
 
 def _batched(fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate(
+    """fn over batches: (N,) for one value per sample (scores), else (N, D) (embeddings)."""
+    out = np.concatenate(
         [
-            np.asarray(fn(inputs[i : i + batch_size]), dtype=np.float32).reshape(-1)
+            np.asarray(fn(inputs[i : i + batch_size]), dtype=np.float32).reshape(
+                len(inputs[i : i + batch_size]), -1
+            )
             for i in range(0, len(inputs), batch_size)
         ]
     )
+    return out[:, 0] if out.shape[1] == 1 else out
+
+
+def _pair_similarities(embeddings: np.ndarray) -> np.ndarray:
+    """Each sample's similarity with the next one (the last with the first)."""
+    e = np.asarray(embeddings, np.float64)
+    return np.sum(e * np.roll(e, -1, axis=0), axis=1)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What decisions are made on, and how, for one task kind (module docstring)."""
+
+    kind: str
+    lower: str  # thresholds.json decision keys, lower threshold first
+    upper: str
+    labels: tuple[str, ...]
+    output: str  # what is compared: "score" | "embedding"
+
+    def values(self, outputs: np.ndarray) -> np.ndarray:
+        return _pair_similarities(outputs) if self.kind == "matching" else outputs
+
+    def decide(self, values: np.ndarray, lower: float, upper: float) -> np.ndarray:
+        if self.kind == "matching":
+            return decide_similarities(values, lower, upper)
+        return decide_scores(values, lower, upper)
+
+
+RULES = {
+    "detection": _Rule(
+        "detection", "accept_below", "reject_at_or_above", ("accept", "review", "reject"), "score"
+    ),
+    "matching": _Rule(
+        "matching",
+        "review_at_or_above",
+        "match_at_or_above",
+        ("match", "review", "non_match"),
+        "embedding",
+    ),
+}
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,7 +170,12 @@ def check_parity(
     thresholds: Mapping[str, Any],
     options: ParityOptions,
 ) -> dict[str, Any]:
-    """Run the gate (module docstring); returns the report, raises ParityError on a failure."""
+    """Run the gate (module docstring); returns the report, raises ParityError on a failure.
+    The task kind is thresholds.json's `kind` (detection when absent)."""
+    kind = str(thresholds.get("kind", "detection"))
+    if kind not in RULES:
+        raise NotImplementedError(f"no parity check for task kind {kind!r}")
+    rule = RULES[kind]
     files: Sequence[str] = samples["file"].tolist()
     tol, batch_sizes = options.tolerance, (1, options.batch_size)
     served = prepare(files, spec)  # float32 (N, 3, H, W), 0-255: the model input
@@ -140,16 +197,18 @@ def check_parity(
             return wrapper(torch.from_numpy(x)).numpy()
 
         def evaluation(x: np.ndarray) -> np.ndarray:
-            logits = net(torch.from_numpy(x))
-            return torch.sigmoid(logits.reshape(len(x), -1)[:, 0].float()).numpy()
+            out = net(torch.from_numpy(x))
+            if kind == "matching":  # the embeddings idv-evaluate compares
+                return out.reshape(len(x), -1).float().numpy()
+            return torch.sigmoid(out.reshape(len(x), -1)[:, 0].float()).numpy()
 
         reference = {b: _batched(eager, served, b) for b in batch_sizes}
         evaluation_scores = _batched(evaluation, evaluated, options.batch_size)
     end_to_end = _diff(reference[options.batch_size], evaluation_scores)
     if not end_to_end <= tol:
         failures.append(
-            f"eager wrapper on serving input vs network on the evaluation transform: max |score "
-            f"diff| {end_to_end:.3g} > {tol:g}"
+            f"eager wrapper on serving input vs network on the evaluation transform: max "
+            f"|{rule.output} diff| {end_to_end:.3g} > {tol:g}"
         )
 
     glob = next(
@@ -157,11 +216,16 @@ def check_parity(
         for e in thresholds["thresholds"]
         if e["operating_point"].get("primary") and e["segment"]["column"] is None
     )
-    accept, reject = glob["decision"]["accept_below"], glob["decision"]["reject_at_or_above"]
+    accept, reject = glob["decision"][rule.lower], glob["decision"][rule.upper]
     ref = reference[options.batch_size]
-    near = np.zeros(len(ref), dtype=bool)  # eager score within the tolerance of a threshold
-    for r in reference.values():
-        near |= (np.abs(r - accept) <= tol) | (np.abs(r - reject) <= tol)
+    margin = tol  # how close to a threshold a decided value is "near" it
+    if kind == "matching":
+        dim = ref.shape[1] if ref.ndim == 2 else 1
+        margin = 2 * np.sqrt(dim) * tol + dim * tol**2
+    values = {b: rule.values(r) for b, r in reference.items()}
+    near = np.zeros(len(ref), dtype=bool)  # eager value within the margin of a threshold
+    for v in values.values():
+        near |= (np.abs(v - accept) <= margin) | (np.abs(v - reject) <= margin)
 
     formats: dict[str, Any] = {}
     for name, item in exported.items():
@@ -174,15 +238,16 @@ def check_parity(
             scores = _batched(backend, served, b)
             diff = _diff(scores, reference[b])
             worst = max(worst, diff)
-            same = decide_scores(scores, accept, reject) == decide_scores(
-                reference[b], accept, reject
-            )
+            got = rule.values(scores)
+            same = rule.decide(got, accept, reject) == rule.decide(values[b], accept, reject)
             disagree_far = max(disagree_far, int((~same & ~near).sum()))
             disagree_near = max(disagree_near, int((~same & near).sum()))
             entry[f"batch_{b}"] = {
                 "max_abs_diff": diff,
                 "decision_disagreements": int((~same).sum()),
             }
+            if kind == "matching":
+                entry[f"batch_{b}"]["max_abs_similarity_diff"] = _diff(got, values[b])
         entry.update(
             max_abs_diff=worst,
             decision_disagreements=disagree_far,
@@ -190,11 +255,12 @@ def check_parity(
             passed=worst <= tol and disagree_far == 0,
         )
         if not worst <= tol:
-            failures.append(f"{name}: max |score diff| {worst:.3g} > tolerance {tol:g}")
+            failures.append(f"{name}: max |{rule.output} diff| {worst:.3g} > tolerance {tol:g}")
         if disagree_far:
             failures.append(
-                f"{name}: {disagree_far} decision(s) differ from eager on samples farther than "
-                f"{tol:g} from a threshold"
+                f"{name}: {disagree_far} decision(s) differ from eager on "
+                f"{'pairs' if kind == 'matching' else 'samples'} farther than {margin:g} from a "
+                "threshold"
             )
         if item.notes:
             entry["notes"] = list(item.notes)
@@ -217,14 +283,19 @@ def check_parity(
         },
         "eager_vs_evaluation": {"max_abs_diff": end_to_end, "tolerance": tol},
         "eager_batch_1_vs_batch_n": _diff(reference[1], ref),
-        "thresholds": {"id": glob.get("id"), "accept_below": accept, "reject_at_or_above": reject},
+        "thresholds": {"id": glob.get("id"), rule.lower: accept, rule.upper: reject},
         "near_threshold_samples": int(near.sum()),
         "decisions": {
-            d: int((decide_scores(ref, accept, reject) == d).sum())
-            for d in ("accept", "review", "reject")
+            d: int((rule.decide(values[options.batch_size], accept, reject) == d).sum())
+            for d in rule.labels
         },
         "formats": formats,
     }
+    if kind == "matching":
+        report["kind"] = kind
+        report["output_shape"] = list(ref.shape)
+        report["decision_pairs"] = "each sample against the next one (np.roll(-1)), on cosine"
+        report["similarity_margin"] = float(margin)
     if min_samples_note := _small_note(options, len(files)):
         report["note"] = min_samples_note
     if failures:

@@ -1,7 +1,8 @@
 """Inference wrappers: what gets exported, one per task kind.
 
 A wrapper is a plain nn.Module around the trained network with the input convention of
-serving built in: tensors in, scores out, normalisation inside. No metrics, trainer or
+serving built in: tensors in, scores (detection) or unit-norm embeddings (matching) out,
+normalisation inside. No metrics, trainer or
 Lightning: it scripts and traces as the network does.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MAX_PIXEL_VALUE = 255.0
@@ -50,14 +52,65 @@ class DetectionScorer(nn.Module):
         return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0].to(torch.float32))
 
 
+class EmbeddingScorer(nn.Module):
+    """Unit-norm embeddings of a batch of aligned face crops (matching tasks: face_match).
+
+    Input: as DetectionScorer's (float32 (N, 3, H, W), RGB, raw pixel values in [0, 255],
+    resized to the training input size; the TorchScript model also accepts uint8), here face
+    crops aligned onto the 5-point ArcFace template (`idv.data.align.align_face`).
+    Normalisation is done inside, with the checkpoint's augment statistics.
+    Output: float32 (N, D) L2-normalised embeddings; the similarity of two faces is the dot
+    product of their embeddings (cosine). The network (FaceEmbedder) already normalises; the
+    wrapper normalises again in float32 so that any embedder keeps the unit-norm contract
+    (idempotent up to float rounding).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_pixel_value: float = MAX_PIXEL_VALUE,
+    ) -> None:
+        super().__init__()
+        self.net = net.eval()
+        offset, scale = _normalisation(mean, std, max_pixel_value)
+        self.register_buffer("offset", offset)
+        self.register_buffer("scale", scale)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.to(torch.float32) - self.offset) * self.scale
+        embeddings = self.net(x)
+        return F.normalize(embeddings.reshape(embeddings.shape[0], -1).to(torch.float32), dim=1)
+
+
+def _normalisation(
+    mean: Sequence[float], std: Sequence[float], max_pixel_value: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offset, scale) buffers (1, 3, 1, 1): x_norm = (x - offset) * scale, as albumentations."""
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need 3 values (RGB), got {list(mean)}, {list(std)}")
+    mean64 = torch.tensor([float(m) for m in mean], dtype=torch.float64) * max_pixel_value
+    std64 = torch.tensor([float(s) for s in std], dtype=torch.float64) * max_pixel_value
+    return mean64.to(torch.float32).view(1, 3, 1, 1), (1.0 / std64).to(torch.float32).view(
+        1, 3, 1, 1
+    )
+
+
 def detection_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> DetectionScorer:
     norm = augment_of(run_config)["normalize"]
     return DetectionScorer(net, norm["mean"], norm["std"])
 
 
+def matching_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> EmbeddingScorer:
+    norm = augment_of(run_config)["normalize"]
+    return EmbeddingScorer(net, norm["mean"], norm["std"])
+
+
 # Task kind (conf/task/*.yaml `kind`) -> builder of its wrapper from (net, run config).
 WRAPPERS: dict[str, Callable[[nn.Module, Mapping[str, Any]], nn.Module]] = {
     "detection": detection_wrapper,
+    "matching": matching_wrapper,
 }
 
 

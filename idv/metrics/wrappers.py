@@ -20,6 +20,7 @@ from idv.metrics.detection import (
     eer,
     pct,
 )
+from idv.metrics.verification import fnmr_fmr, threshold_at_fmr, verification_eer
 
 
 class DetectionMetrics(Metric):
@@ -60,3 +61,39 @@ class DetectionMetrics(Metric):
         for name, value in per_species.items():
             result[f"apcer_{name}@eer_threshold"] = value
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in result.items()}
+
+
+class VerificationMetrics(Metric):
+    """EER and FNMR at FMR targets over every pair of the gathered embeddings (all-vs-all:
+    genuine = same identity label), for model selection on held-out identities.
+
+    Figures are plain rates: the resolution rules of the evaluation report (rule of three,
+    impostor subjects) are not applied here, where only the ranking of checkpoints matters.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, fmr_targets: Sequence[float] = (0.01, 0.001), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fmr_targets = tuple(fmr_targets)
+        self.add_state("embeddings", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+
+    def update(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        self.embeddings.append(embeddings.detach().float())
+        self.labels.append(labels.detach().flatten())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        x = dim_zero_cat(self.embeddings).cpu()
+        y = dim_zero_cat(self.labels).cpu()
+        i, j = torch.triu_indices(len(y), len(y), offset=1)
+        scores = (x[i] * x[j]).sum(dim=1).numpy()
+        genuine = (y[i] == y[j]).numpy()
+        if genuine.all() or not genuine.any():  # e.g. a sanity-check batch of one identity
+            return {}
+        result = {"eer": verification_eer(scores, genuine).rate}
+        for target in self.fmr_targets:
+            threshold = threshold_at_fmr(scores, genuine, target)
+            result[f"fnmr_at_fmr_{target:.0e}"] = fnmr_fmr(scores, genuine, [threshold])[0][0]
+        return {k: torch.tensor(float(v), dtype=torch.float64) for k, v in result.items()}

@@ -7,7 +7,7 @@ checkpoint selection uses one of them by name (see `conf/task/*.yaml`), never th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -16,9 +16,7 @@ from torch import nn
 
 from idv.data.datasets import ImageBatch
 from idv.metrics.wrappers import DetectionMetrics
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+from idv.tasks.optimization import OptimizerFactory, SchedulerFactory, configure_optimizers
 
 
 class DetectionTask(L.LightningModule):
@@ -99,13 +97,6 @@ class DetectionTask(L.LightningModule):
         self._log_metrics(self.test_metrics, "test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": self.scheduler_factory(optimizer=optimizer),
-                "interval": "epoch",
-            },
-        }
+        return configure_optimizers(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory
+        )

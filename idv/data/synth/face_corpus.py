@@ -1,4 +1,10 @@
-"""The synthetic identity-face corpus: identities x images, with landmarks and demographics."""
+"""The synthetic identity-face corpus: identities x (selfies + ID portraits), aligned crops.
+
+Every capture is aligned onto the ArcFace template from the landmarks the generator drew, with
+the same function (`idv.data.align.align_face`) that aligns real photos from MTCNN landmarks,
+so a model never sees a difference between the two paths. `capture_type` says which rows are
+selfies and which are document portraits (`idv.data.synth.portrait`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from idv.data.synth.faces import Nuisance, render_face, sample_identity
+from idv.data.align import align_face, alignment_transform, warp_points
+from idv.data.synth.faces import FaceRender, Nuisance, render_face, sample_identity
+from idv.data.synth.portrait import PortraitStyle, render_portrait
 from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick, render_parallel
 
 FACE_STRATA = ("sex", "age_band", "skin_tone")
@@ -22,34 +30,52 @@ def nuisance_from_config(cfg: Mapping[str, Any]) -> Nuisance:
     return Nuisance(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in cfg.items()})
 
 
-def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, images: int) -> list[dict]:
+def _aligned(face: FaceRender, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned crop and where the landmarks landed in it."""
+    crop = align_face(face.image, face.landmarks, size=size)
+    return crop, warp_points(face.landmarks, alignment_transform(face.landmarks, size))
+
+
+def _render_identity(
+    index: int, out: Path, *, cfg: dict, seed: int, images: int, portraits: int
+) -> list[dict]:
     rng = identity_rng(seed, index)
     subject = f"S{index:05d}"
     identity = sample_identity(rng, subject)
     geography = pick(rng, cfg["geographies"])
     nuisance = nuisance_from_config(cfg["nuisance"])
+    style = PortraitStyle.from_config(cfg["portrait"])
     # Compress once, when saving (the renderer's own JPEG round trip is switched off).
     lossless = replace(nuisance, jpeg_quality=(100, 100))
     (out / "images" / subject).mkdir(parents=True, exist_ok=True)
     rows = []
-    for k in range(images):
-        face = render_face(identity, rng, size=cfg["image_size"], nuisance=lossless)
+    captures = [("selfie", k) for k in range(images)] + [
+        ("id_portrait", k) for k in range(portraits)
+    ]
+    for kind, k in captures:
+        if kind == "selfie":
+            face = render_face(identity, rng, size=cfg["image_size"], nuisance=lossless)
+        else:
+            face = render_portrait(identity, rng, cfg["image_size"], style)
+        crop, landmarks = _aligned(face, int(cfg["aligned_size"]))
         quality = int(rng.integers(nuisance.jpeg_quality[0], nuisance.jpeg_quality[1] + 1))
-        rel = f"images/{subject}/{subject}_{k:02d}.jpg"
-        Image.fromarray(face.image).save(out / rel, quality=quality)
+        name = f"{subject}_{k:02d}" if kind == "selfie" else f"{subject}_id{k:02d}"
+        rel = f"images/{subject}/{name}.jpg"
+        Image.fromarray(crop).save(out / rel, quality=quality)
         rows.append(
             {
-                "sample_id": f"{subject}_{k:02d}",
+                "sample_id": name,
                 "path": rel,
                 "label": 0,
                 "subject_id": subject,
                 "attack_type": "bona_fide",
-                "session_id": f"{subject}_{k:02d}",
+                "capture_type": kind,
+                "session_id": name,
                 "geography": geography,
                 "age_band": identity.age_band,
                 "sex": identity.sex,
                 "skin_tone": identity.skin_tone,
-                "landmarks": face.landmarks.astype(np.float32).reshape(-1).tolist(),
+                "landmarks": landmarks.astype(np.float32).reshape(-1).tolist(),
             }
         )
     return rows
@@ -61,7 +87,11 @@ def generate_face_corpus(
     """Render the corpus of `profile` size into `out` (atomically) and return its manifest."""
     size = cfg["sizes"][profile]
     fn = functools.partial(
-        _render_identity, cfg=dict(cfg), seed=seed, images=int(size["images_per_identity"])
+        _render_identity,
+        cfg=dict(cfg),
+        seed=seed,
+        images=int(size["images_per_identity"]),
+        portraits=int(size.get("portraits_per_identity", 0)),
     )
     with CorpusDir(out) as tmp:
         rows = render_parallel(fn, int(size["identities"]), tmp, workers)

@@ -28,23 +28,15 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from idv.data.align import ARCFACE_TEMPLATE_112
+
 AGE_BANDS = ("18-29", "30-49", "50+")
 SEXES = ("female", "male")
 SKIN_TONES = ("I-II", "III-IV", "V-VI")
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
-#: ArcFace 5-point template for 112x112 crops, (x, y) in pixels, in LANDMARK_NAMES order.
-ARCFACE_TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float32,
-)
-ARCFACE_TEMPLATE_112.setflags(write=False)
+# ARCFACE_TEMPLATE_112 (in LANDMARK_NAMES order) lives in idv.data.align, shared with real
+# photos; it is imported above and stays importable from here.
 
 _SS = 2  # supersampling factor of the drawing canvas
 _FIX = 4  # cv2 fixed-point bits for sub-pixel drawing
@@ -129,6 +121,8 @@ _PARAM_NAMES = (
     "wrinkles",  # 0..1
 )
 _P = {name: i for i, name in enumerate(_PARAM_NAMES)}
+#: Index of each appearance parameter in Identity.params (read-only use).
+PARAM_INDEX: Mapping[str, int] = _P
 N_PARAMS = len(_PARAM_NAMES)
 
 _HAIR_BALD, _HAIR_SHORT, _HAIR_LONG, _HAIR_FRINGE = 0, 1, 2, 3

@@ -1,0 +1,111 @@
+"""The face-matching task: an embedder trained on identity classes through a margin head.
+
+Training is classification over the `train` identities (ArcFace / CosFace logits, cross
+entropy); what is kept and exported is only the embedder (`net`), whose unit-norm outputs are
+compared by cosine. Validation is verification, not classification: every pair of `val`
+embeddings (identities never seen in training) is a genuine or impostor comparison, and the
+checkpoint is selected on their EER (`conf/task/face_match.yaml: monitor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from idv.data.datasets import ImageBatch
+from idv.metrics.wrappers import VerificationMetrics
+from idv.models.margins import margin_warmup
+from idv.tasks.optimization import OptimizerFactory, SchedulerFactory, configure_optimizers
+
+HeadFactory = Callable[..., nn.Module]
+
+
+class FaceMatchTask(L.LightningModule):
+    """Embedder `net` + margin head (built in `setup`, sized to the training identities).
+
+    `margin` is a partial of a head of `idv.models.margins` taking (embedding_dim,
+    num_classes); its margins grow linearly from 0 over `margin_warmup_epochs` (ArcFace from
+    scratch often stalls on small data when the full margin applies from the first step).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        margin: HeadFactory,
+        scheduler: SchedulerFactory | None = None,
+        margin_warmup_epochs: int = 0,
+        fmr_targets: Sequence[float] = (0.01, 0.001),
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "margin"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.head_factory = margin
+        self.head: nn.Module | None = None
+        self.warmup_epochs = int(margin_warmup_epochs)
+        self.loss = nn.CrossEntropyLoss()
+        self.val_metrics = VerificationMetrics(fmr_targets)
+        self.test_metrics = VerificationMetrics(fmr_targets)
+
+    def setup(self, stage: str) -> None:
+        """Size the head to the training identities (before a checkpoint's weights load)."""
+        if self.head is not None or stage != "fit":
+            return
+        classes = int(self.trainer.datamodule.dataset("train").labels.max()) + 1
+        self.head = self.head_factory(embedding_dim=self.net.embedding_dim, num_classes=classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings, one per image."""
+        return self.net(images)
+
+    def on_train_epoch_start(self) -> None:
+        scale = margin_warmup(self.current_epoch, self.warmup_epochs)
+        self.head.set_margin_scale(scale)
+        self.log("train/margin_scale", scale, on_step=False, on_epoch=True)
+
+    def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
+        logits = self.head(self(batch.image), batch.label)
+        loss = self.loss(logits.float(), batch.label)
+        size = len(batch.label)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        accuracy = (logits.argmax(dim=1) == batch.label).float().mean()
+        self.log("train/accuracy", accuracy, on_step=False, on_epoch=True, batch_size=size)
+        if batch.n_skipped:
+            self.log(
+                "train/skipped_samples",
+                float(batch.n_skipped),
+                reduce_fx="sum",
+                on_step=False,
+                on_epoch=True,
+                batch_size=size,
+            )
+        return loss
+
+    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        self.val_metrics.update(self(batch.image), batch.label)
+
+    def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        self.test_metrics.update(self(batch.image), batch.label)
+
+    def _log_metrics(self, metrics: VerificationMetrics, stage: str) -> None:
+        values = metrics.compute()
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in values.items()})
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory
+        )

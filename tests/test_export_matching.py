@@ -1,0 +1,203 @@
+"""idv-export and idv.serving for a matching task (face_match): an untrained embedder saved as
+a Lightning-format checkpoint (no training run), thresholds from calibrate_matching on its own
+comparison table, exported through export_bundle; parity, embed / verify / identify."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from idv.calibration.matching import calibrate_matching
+from idv.data.align import ARCFACE_TEMPLATE_112
+from idv.data.manifest import write_manifest
+from idv.export.bundle import export_bundle
+from idv.export.parity import ParityOptions
+from idv.export.wrappers import EmbeddingScorer, build_wrapper
+from idv.serving import load_bundle
+from idv.serving.gallery import Gallery
+from idv.serving.preprocess import prepare
+from tests.conftest import compose, make_corpus
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
+TOL = 1e-5
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def matching(tmp_path_factory):
+    """A face_match checkpoint (random weights, 32x32 input, 32-d embeddings) in Lightning's
+    format, its thresholds.json, and its bundle."""
+    base = tmp_path_factory.mktemp("export_matching")
+    corpus = base / "corpus"
+    frame = make_corpus(corpus, subjects=16, per_subject=3)
+    frame = frame[frame["label"] == 0].reset_index(drop=True)  # bona fide faces only
+    write_manifest(frame, corpus / "manifest.parquet")
+    overrides = [
+        "task=face_match",
+        "debug=fast",
+        f"data.manifest={corpus / 'manifest.parquet'}",
+        "task.identities_per_batch=4",
+        "augment.image_size=32",
+        f"model.embedding_dim={DIM}",
+    ]
+    cfg = compose("train", overrides, base / "train")
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    torch.manual_seed(0)
+    net = instantiate(run_config["model"]).eval()
+    ckpt = base / "best.ckpt"
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"run_config": run_config}}, ckpt)
+
+    # Comparison table: every pair of images within a split, scored by the eager wrapper.
+    wrapper = build_wrapper(net, run_config)
+    spec = {"resize": {"height": 32, "width": 32, "interpolation": "linear"}}
+    files = [str(corpus / p) for p in frame["path"]]
+    with torch.inference_mode():
+        emb = wrapper(torch.from_numpy(prepare(files, spec))).numpy()
+    rows = []
+    for split, group in frame.groupby("split"):
+        for i, j in itertools.combinations(group.index, 2):
+            a, b = frame.loc[i], frame.loc[j]
+            rows.append(
+                {
+                    "protocol": "portrait_selfie",
+                    "split": split,
+                    "score": float(emb[i] @ emb[j]),
+                    "acquired": True,
+                    "genuine": a["subject_id"] == b["subject_id"],
+                    "subject_id_a": a["subject_id"],
+                    "subject_id_b": b["subject_id"],
+                    "geography": b["geography"],
+                }
+            )
+    table = pd.DataFrame(rows)
+    table.loc[table["split"].isin(["val", "train"]), "split"] = "calib"  # a test only
+    thresholds = calibrate_matching(
+        table, targets=[0.2], min_subjects=2, bootstrap={"n_resamples": 20, "seed": 0}
+    )
+    (base / "thresholds.json").write_text(json.dumps(thresholds))
+    result = export_bundle(
+        ckpt,
+        base / "thresholds.json",
+        base / "bundle",
+        parity=ParityOptions(min_samples=16, batch_size=8),
+    )
+    return {
+        "dir": base / "bundle",
+        "result": result,
+        "net": net,
+        "run_config": run_config,
+        "files": files,
+        "frame": frame,
+        "thresholds": thresholds,
+    }
+
+
+def _eager(matching, files) -> np.ndarray:
+    spec = json.loads((matching["dir"] / "preprocess.json").read_text())
+    with torch.inference_mode():
+        return build_wrapper(matching["net"], matching["run_config"])(
+            torch.from_numpy(prepare(files, spec))
+        ).numpy()
+
+
+def test_wrapper_outputs_unit_norm_embeddings(matching) -> None:
+    wrapper = build_wrapper(matching["net"], matching["run_config"])
+    assert isinstance(wrapper, EmbeddingScorer)
+    with torch.inference_mode():
+        out = wrapper(torch.rand(3, 3, 32, 32) * 255)
+    assert out.shape == (3, DIM) and out.dtype == torch.float32
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_parity_passes_on_embeddings_and_pair_decisions(matching) -> None:
+    parity = json.loads((matching["dir"] / "parity.json").read_text())
+    assert parity == matching["result"].parity
+    assert parity["passed"] and parity["failures"] == [] and parity["kind"] == "matching"
+    assert parity["output_shape"][1] == DIM and parity["samples"] >= 16
+    assert set(parity["formats"]) == {"torchscript", "onnx"}
+    for item in parity["formats"].values():
+        assert item["max_abs_diff"] <= TOL and item["decision_disagreements"] == 0
+        for b in parity["batch_sizes"]:
+            assert "max_abs_similarity_diff" in item[f"batch_{b}"]
+    assert parity["eager_vs_evaluation"]["max_abs_diff"] <= TOL
+    assert set(parity["decisions"]) == {"match", "review", "non_match"}
+    assert sum(parity["decisions"].values()) == parity["samples"]
+    assert set(parity["thresholds"]) == {"id", "review_at_or_above", "match_at_or_above"}
+
+
+def test_bundle_describes_alignment_card_and_thresholds(matching) -> None:
+    spec = json.loads((matching["dir"] / "preprocess.json").read_text())
+    assert "ArcFace template" in spec["crop"] and "align_face" in spec["crop"]
+    np.testing.assert_allclose(spec["alignment"]["template_112"], ARCFACE_TEMPLATE_112, atol=1e-4)
+    assert spec["output"]["shape"] == ["batch", DIM]
+    card = json.loads((matching["dir"] / "model_card.json").read_text())
+    assert card["task"] == {"name": "face_match", "kind": "matching"}
+    assert "1:N" in card["intended_use"] and "synthetic" in " ".join(card["limitations"])
+    glob = card["thresholds"]["global"]
+    assert set(glob) == {"match_at_or_above", "review_at_or_above", "test_fmr", "test_fnmr"}
+    text = (matching["dir"] / "model_card.md").read_text()
+    assert "match at or above" in text and "## Export parity" in text
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnxruntime"])
+def test_embed_verify_identify(matching, backend) -> None:
+    bundle = load_bundle(matching["dir"], backend=backend)
+    files = matching["files"][:12]
+    emb = bundle.embed(files)
+    assert emb.shape == (12, DIM) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb, _eager(matching, files), atol=TOL, rtol=0)
+
+    sims, decisions = bundle.verify(files[:4], files[:4])
+    np.testing.assert_allclose(sims, 1.0, atol=1e-5)
+    assert list(decisions) == ["match"] * 4
+    sims2, _ = bundle.verify(emb[:1], emb)  # embeddings, one against many
+    assert sims2.shape == (12,) and abs(sims2[0] - 1.0) < 1e-5
+
+    gallery = Gallery()
+    ids = matching["frame"]["subject_id"].to_numpy()[:12]
+    gallery.enrol(emb, ids)
+    found = bundle.identify(files[5:7], gallery, k=3)
+    assert [c[0]["id"] for c in found] == list(ids[5:7])
+    assert found[0][0]["rank"] == 1 and found[0][0]["decision"] == "match"
+    assert len({c["id"] for c in found[0]}) == len(found[0])  # one candidate per identity
+
+    with pytest.raises(TypeError, match="embed / verify / identify"):
+        bundle.decide(np.array([0.1, 0.9]))
+    with pytest.raises(TypeError, match="embed / verify / identify"):
+        bundle.score(files[:1])
+
+
+def test_onnxruntime_matching_imports_no_torch(matching) -> None:
+    script = (
+        "import json, sys\n"
+        "from idv.serving import load_bundle\n"
+        f"b = load_bundle({str(matching['dir'])!r}, backend='onnxruntime')\n"
+        f"s, d = b.verify({matching['files'][:2]!r}, {matching['files'][1:3]!r})\n"
+        "print(json.dumps({'modules': sorted(sys.modules), 'sims': s.tolist()}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not any(m.split(".")[0] == "torch" for m in out["modules"])
+    eager = _eager(matching, matching["files"][:3])
+    expected = np.sum(eager[:2] * eager[1:3], axis=1)
+    np.testing.assert_allclose(out["sims"], expected, atol=1e-5, rtol=0)
+
+
+def test_detection_thresholds_are_refused_for_a_matching_checkpoint(matching, tmp_path) -> None:
+    bad = dict(matching["thresholds"], kind="detection")
+    (tmp_path / "t.json").write_text(json.dumps(bad))
+    ckpt = Path(matching["result"].card["checkpoint"]["path"])
+    with pytest.raises(ValueError, match="kind 'matching'"):
+        export_bundle(ckpt, tmp_path / "t.json", tmp_path / "b")
