@@ -2,11 +2,16 @@
 
 Checks what CI and researchers rely on: a clean run produces metrics and thresholds; a second
 run does nothing; a change to one task's config re-runs only that task's affected stages (not
-the corpus); `dvc repro --force` twice gives identical metrics (deterministic).
+the corpus); `dvc repro --force` twice gives identical metrics (deterministic). Then, on the
+same copy: `dvc push` / `dvc pull` through the default remote (a directory beside the clone)
+restore every output byte for byte, and no corpus or model is in git; `dvc exp run -S` on a
+calibration parameter re-runs only calibration (up to calibrate@pad: the export takes longer),
+and `dvc exp show` compares the experiment with the baseline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +37,13 @@ def tracked_files() -> list[str]:
     return [f for f in out.stdout.splitlines() if (ROOT / f).is_file() and f != "dvc.lock"]
 
 
-def dvc(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def dvc(repo: Path, *args: str, stderr: bool = True) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), *args],
@@ -43,7 +56,7 @@ def dvc(repo: Path, *args: str) -> str:
     assert done.returncode == 0, (
         f"dvc {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
-    return done.stdout + done.stderr
+    return done.stdout + done.stderr if stderr else done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +69,8 @@ def repo(tmp_path_factory) -> Path:
     params.write_text(params.read_text().replace("profile: default", "profile: tiny"))
     for cmd in (
         ["init", "-q"],
+        ["config", "user.name", "t"],  # `dvc exp run` commits too
+        ["config", "user.email", "t@t"],
         ["add", "-A"],
         ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
     ):
@@ -84,6 +99,18 @@ def test_dvc_repro_end_to_end(repo: Path) -> None:
         scores = load_bundle(repo / "outputs/pad/bundle", backend=backend).score(images)
         assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all()
 
+    # face_match joined by its params.yaml line alone: its metrics, FMR thresholds and a
+    # bundle that verifies a face against itself.
+    face = json.loads((repo / "outputs/face_match/evaluate/metrics.json").read_text())
+    assert 0.0 <= face["test/selfie_selfie/eer"] <= 1.0
+    assert 0.0 <= face["test/search/rank_1_rate"] <= 1.0
+    face_thresholds = (repo / "outputs/face_match/calibrate/thresholds.json").read_text()
+    assert json.loads(face_thresholds)["kind"] == "matching"
+    crops = sorted((repo / "data/faces/tiny/images").rglob("*.jpg"))[:2]
+    matcher = load_bundle(repo / "outputs/face_match/bundle", backend="onnxruntime")
+    similarity, decision = matcher.verify(crops, crops)
+    assert np.allclose(similarity, 1.0, atol=1e-4) and list(decision) == ["match", "match"]
+
     # Nothing changed: nothing runs.
     assert "Data and pipelines are up to date" in dvc(repo, "repro")
 
@@ -93,9 +120,118 @@ def test_dvc_repro_end_to_end(repo: Path) -> None:
     log = dvc(repo, "repro")
     assert "Stage 'prepare@pad' didn't change, skipping" in log
     assert "Running stage 'train@pad'" in log and "Running stage 'calibrate@pad'" in log
+    assert "Stage 'train@face_match' didn't change, skipping" in log
 
     # Deterministic: forcing everything twice gives identical metrics.
     dvc(repo, "repro", "--force")
     forced = metrics(repo)
     dvc(repo, "repro", "--force")
     assert metrics(repo) == forced
+
+
+@pytest.fixture(scope="module")
+def baseline(repo: Path) -> Path:
+    """The reproduced pipeline committed, as a researcher's branch is before experiments."""
+    dvc(repo, "repro")  # nothing to do after the test above; everything when run alone
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baseline")
+    return repo
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_dvc_push_pull(baseline: Path) -> None:
+    repo = baseline
+    # Large data never goes into git: every output of dvc.lock is git-ignored.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
+    assert "data/pad/tiny" in outs and "outputs/pad/train/checkpoints" in outs
+    assert git(repo, "check-ignore", *outs).split() == outs
+    large = (".jpg", ".png", ".ckpt", ".onnx", ".ts", ".parquet")
+    in_git = git(repo, "ls-files").split()
+    assert "dvc.lock" in in_git
+    assert not [f for f in in_git if f.endswith(large) or f.startswith(("data/", "outputs/"))]
+
+    kept = {
+        name: md5(repo / name)
+        for name in ("outputs/pad/bundle/SHA256SUMS", "outputs/pad/train/checkpoints/best.ckpt")
+    }
+    dvc(repo, "push")
+    # The default remote `../../dvc-remote` is relative to .dvc/: a directory beside the clone.
+    ckpt = kept["outputs/pad/train/checkpoints/best.ckpt"]
+    assert (repo.parent / "dvc-remote/files/md5" / ckpt[:2] / ckpt[2:]).is_file()
+
+    for name in (".dvc/cache", "data", "outputs"):
+        shutil.rmtree(repo / name)
+    dvc(repo, "pull")
+    assert "Data and pipelines are up to date" in dvc(repo, "status")
+    assert {name: md5(repo / name) for name in kept} == kept
+
+
+def thresholds(repo: Path, where: str = "calibrate/thresholds.json") -> dict:
+    return json.loads((repo / "outputs/pad" / where).read_text())
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_and_show(baseline: Path) -> None:
+    repo = baseline
+    head = git(repo, "rev-parse", "HEAD").strip()
+    before = thresholds(repo)
+    kept = {name: md5(repo / name) for name in ("params.yaml", "dvc.lock")}
+    unchanged = ("outputs/pad/evaluate/metrics.json", "outputs/pad/train/checkpoints/best.ckpt")
+    unchanged_md5 = {name: md5(repo / name) for name in unchanged}
+
+    log = dvc(repo, "exp", "run", "-S", "calibrate.review_share=0.2", "calibrate@pad")
+    assert "Stage 'evaluate@pad' didn't change, skipping" in log
+    assert "Running stage 'calibrate@pad'" in log and "export@pad" not in log
+
+    # DVC 3.x applies the experiment to the workspace: params.yaml and dvc.lock change (and
+    # the outputs they describe: the bundle, not re-exported, is now behind); HEAD, the branch
+    # and git's stash do not.
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert sorted(git(repo, "status", "--porcelain").splitlines()) == [
+        " M dvc.lock",
+        " M params.yaml",
+    ]
+    assert git(repo, "stash", "list") == ""
+    # Other tasks' calibration reads the parameter too (not run: the target was PAD's); their
+    # export is not listed, since its own inputs have not changed yet.
+    tasks = yaml.safe_load((repo / "params.yaml").read_text())["tasks"]
+    behind = {f"calibrate@{task}" for task in tasks if task != "pad"}
+    assert set(json.loads(dvc(repo, "status", "--json", stderr=False))) == {"export@pad"} | behind
+    assert {name: md5(repo / name) for name in unchanged} == unchanged_md5
+    after = thresholds(repo)
+    assert after["review_share"] == 0.2 and before["review_share"] == 0.05
+    assert after["thresholds"][0]["threshold"] == before["thresholds"][0]["threshold"]
+    wider, narrower = after["thresholds"][0]["decision"], before["thresholds"][0]["decision"]
+    assert wider["calib_review_samples"] > narrower["calib_review_samples"]
+
+    # `dvc exp show`: the workspace, the baseline commit and the experiment beneath it, with
+    # their params and metrics. Calibration does not touch evaluation: the metrics agree.
+    rows = json.loads(dvc(repo, "exp", "show", "--json", stderr=False))
+    assert [row["rev"] for row in rows] == ["workspace", head]
+    (experiment,) = rows[1]["experiments"]
+    shown = {
+        "workspace": rows[0]["data"],
+        "baseline": rows[1]["data"],
+        "experiment": experiment["revs"][0]["data"],
+    }
+    share = {
+        k: v["params"]["params.yaml"]["data"]["calibrate"]["review_share"] for k, v in shown.items()
+    }
+    assert share == {"workspace": 0.2, "baseline": 0.05, "experiment": 0.2}
+    metric = "outputs/pad/evaluate/metrics.json"
+    values = [v["metrics"][metric]["data"] for v in shown.values()]
+    assert values[0] == values[1] == values[2] and "test/eer" in values[0]
+    out = "outputs/pad/calibrate/thresholds.json"
+    assert shown["experiment"]["outs"][out]["hash"] != shown["baseline"]["outs"][out]["hash"]
+
+    # Back to the baseline: git restores the experiment's two files, `dvc checkout` the outputs.
+    git(repo, "checkout", "--", "params.yaml", "dvc.lock")
+    dvc(repo, "checkout")
+    assert {name: md5(repo / name) for name in kept} == kept
+    assert thresholds(repo) == before
+    assert "Data and pipelines are up to date" in dvc(repo, "status")

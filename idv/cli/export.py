@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     )
     table.add_column("format")
     table.add_column("file")
-    table.add_column("max |score diff|", justify="right")
+    table.add_column("max |output diff| (scores or embeddings)", justify="right")
     table.add_column("decisions differing", justify="right")
     for name, item in parity["formats"].items():
         table.add_row(

@@ -37,14 +37,10 @@ class DetectionScorer(nn.Module):
         max_pixel_value: float = MAX_PIXEL_VALUE,
     ) -> None:
         super().__init__()
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"mean and std need 3 values (RGB), got {list(mean)}, {list(std)}")
         self.net = net.eval()
-        # Computed in float64 then rounded once, as albumentations builds its lookup table.
-        mean64 = torch.tensor([float(m) for m in mean], dtype=torch.float64) * max_pixel_value
-        std64 = torch.tensor([float(s) for s in std], dtype=torch.float64) * max_pixel_value
-        self.register_buffer("offset", mean64.to(torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("scale", (1.0 / std64).to(torch.float32).view(1, 3, 1, 1))
+        offset, scale = _normalisation(mean, std, max_pixel_value)
+        self.register_buffer("offset", offset)
+        self.register_buffer("scale", scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.to(torch.float32) - self.offset) * self.scale
@@ -87,7 +83,8 @@ class EmbeddingScorer(nn.Module):
 def _normalisation(
     mean: Sequence[float], std: Sequence[float], max_pixel_value: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(offset, scale) buffers (1, 3, 1, 1): x_norm = (x - offset) * scale, as albumentations."""
+    """(offset, scale) buffers (1, 3, 1, 1): x_norm = (x - offset) * scale, as albumentations
+    (computed in float64, then rounded once, as albumentations builds its lookup table)."""
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values (RGB), got {list(mean)}, {list(std)}")
     mean64 = torch.tensor([float(m) for m in mean], dtype=torch.float64) * max_pixel_value

@@ -10,6 +10,17 @@ from facenet_pytorch import InceptionResnetV1
 from torch import nn
 
 
+def load_local_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local file (`weights_only`); never a download."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights {path} not found (weights are loaded from local files only)"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
 class TimmBackbone(nn.Module):
     """Any timm model as a feature extractor (pooled features, no classifier).
 
@@ -36,14 +47,7 @@ class TimmBackbone(nn.Module):
             self.net.num_features
         )
         if pretrained_path:
-            path = Path(pretrained_path)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"pretrained weights {path} not found (weights are "
-                    "loaded from local files only)"
-                )
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state)
+            state = load_local_weights(pretrained_path)
             # A classifier saved with the weights does not belong to a feature extractor.
             head = set(self.net.state_dict()) ^ set(state)
             state = {k: v for k, v in state.items() if k not in head}
@@ -75,14 +79,7 @@ class FacenetBackbone(nn.Module):
         self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout_prob)
         self.num_features: int = self.net.last_bn.num_features
         if pretrained_path:
-            path = Path(pretrained_path)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"pretrained weights {path} not found (weights are "
-                    "loaded from local files only)"
-                )
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state)
+            state = load_local_weights(pretrained_path)
             state = {k: v for k, v in state.items() if not k.startswith("logits.")}
             self.net.load_state_dict(state, strict=True)
         # facenet's forward ends in F.normalize unless `classify`; route it through its

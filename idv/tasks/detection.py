@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
 from idv.data.datasets import ImageBatch
 from idv.metrics.wrappers import DetectionMetrics
-from idv.tasks.optimization import OptimizerFactory, SchedulerFactory, configure_optimizers
+from idv.tasks.base import OptimizerFactory, SchedulerFactory, TaskBase
 
 
-class DetectionTask(L.LightningModule):
+class DetectionTask(TaskBase):
     """Binary detector (label 1 = attack) over any `net` that maps a batch to one logit.
 
     `optimizer` / `scheduler` are Hydra partials completed here; `run_config` is the run's whole
@@ -84,19 +83,3 @@ class DetectionTask(L.LightningModule):
     def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
         _, logits = self._step(batch, "test")
         self.test_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)
-
-    def _log_metrics(self, metrics: DetectionMetrics, stage: str) -> None:
-        values = metrics.compute()
-        self.log_dict({f"{stage}/{k}": v.float() for k, v in values.items()})
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_metrics, "test")
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(
-            self.parameters(), self.optimizer_factory, self.scheduler_factory
-        )

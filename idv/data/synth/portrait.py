@@ -39,10 +39,10 @@ PORTRAIT_NUISANCE = Nuisance(
 class PortraitStyle:
     """How far a document portrait is from a selfie (ranges drawn uniformly per portrait)."""
 
-    drift: float = 1.0  # appearance change since the portrait was taken (0 = none)
-    resolution: tuple[int, int] = (36, 56)  # printed face size in pixels before recapture
-    contrast: tuple[float, float] = (0.55, 0.8)  # 1 = unchanged
-    print_strength: tuple[float, float] = (0.2, 0.5)  # idv.data.augment.attacks.print_attack
+    drift: float = 2.0  # appearance change since the portrait was taken (0 = none)
+    resolution: tuple[int, int] = (28, 44)  # printed face size in pixels before recapture
+    contrast: tuple[float, float] = (0.5, 0.75)  # 1 = unchanged
+    print_strength: tuple[float, float] = (0.25, 0.55)  # idv.data.augment.attacks.print_attack
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> PortraitStyle:
@@ -54,12 +54,12 @@ def earlier_capture(identity: Identity, rng: np.random.Generator, drift: float) 
     """The same person some years earlier: younger skin, and hair / beard that changed."""
     p = identity.params.astype(np.float64)
     i = PARAM_INDEX
-    p[i["wrinkles"]] *= rng.uniform(1.0 - 0.7 * drift, 1.0)
+    p[i["wrinkles"]] *= rng.uniform(max(0.0, 1.0 - 0.7 * drift), 1.0)
     p[i["hair_volume"]] = np.clip(p[i["hair_volume"]] + rng.normal(0.0, 1.2 * drift), 1.0, 8.0)
     p[i["hair_length"]] = np.clip(p[i["hair_length"]] + rng.normal(0.0, 10.0 * drift), 28, 90)
     p[i["hairline"]] = np.clip(p[i["hairline"]] - abs(rng.normal(0.0, 1.5 * drift)), 5.0, 19.0)
     p[i["hair_part"]] = np.clip(p[i["hair_part"]] + rng.normal(0.0, 0.5 * drift), -1.0, 1.0)
-    p[i["facial_hair_strength"]] *= rng.uniform(1.0 - 0.5 * drift, 1.0)
+    p[i["facial_hair_strength"]] *= rng.uniform(max(0.0, 1.0 - 0.5 * drift), 1.0)
     return replace(identity, params=p.astype(np.float32))
 
 
