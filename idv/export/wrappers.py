@@ -18,16 +18,9 @@ from torch import nn
 MAX_PIXEL_VALUE = 255.0
 
 
-class DetectionScorer(nn.Module):
-    """P(attack) of a batch of RGB images (detection tasks: pad, liveness, deepfake, ...).
-
-    Input: float32 (N, 3, H, W), RGB, raw pixel values in [0, 255] (uint8 images converted to
-    float by the caller; the TorchScript model also accepts uint8 and converts inside, the ONNX
-    model takes float32 only), resized to the training input size. Normalisation is done here,
-    with the statistics of the checkpoint's augment config, exactly as albumentations'
-    Normalize(mean, std, max_pixel_value=255): (x - mean * 255) / (std * 255).
-    Output: float32 (N,) scores = sigmoid(logit), higher = more likely attack.
-    """
+class _ServingInput(nn.Module):
+    """The input convention every wrapper shares: `net` behind albumentations' Normalize of
+    raw 0-255 RGB, done inside the exported model."""
 
     def __init__(
         self,
@@ -42,13 +35,27 @@ class DetectionScorer(nn.Module):
         self.register_buffer("offset", offset)
         self.register_buffer("scale", scale)
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.to(torch.float32) - self.offset) * self.scale
+
+
+class DetectionScorer(_ServingInput):
+    """P(attack) of a batch of RGB images (detection tasks: pad, liveness, deepfake, ...).
+
+    Input: float32 (N, 3, H, W), RGB, raw pixel values in [0, 255] (uint8 images converted to
+    float by the caller; the TorchScript model also accepts uint8 and converts inside, the ONNX
+    model takes float32 only), resized to the training input size. Normalisation is done here,
+    with the statistics of the checkpoint's augment config, exactly as albumentations'
+    Normalize(mean, std, max_pixel_value=255): (x - mean * 255) / (std * 255).
+    Output: float32 (N,) scores = sigmoid(logit), higher = more likely attack.
+    """
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.to(torch.float32) - self.offset) * self.scale
-        logits = self.net(x)
+        logits = self.net(self.normalise(images))
         return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0].to(torch.float32))
 
 
-class EmbeddingScorer(nn.Module):
+class EmbeddingScorer(_ServingInput):
     """Unit-norm embeddings of a batch of aligned face crops (matching tasks: face_match).
 
     Input: as DetectionScorer's (float32 (N, 3, H, W), RGB, raw pixel values in [0, 255],
@@ -61,22 +68,8 @@ class EmbeddingScorer(nn.Module):
     (idempotent up to float rounding).
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        mean: Sequence[float],
-        std: Sequence[float],
-        max_pixel_value: float = MAX_PIXEL_VALUE,
-    ) -> None:
-        super().__init__()
-        self.net = net.eval()
-        offset, scale = _normalisation(mean, std, max_pixel_value)
-        self.register_buffer("offset", offset)
-        self.register_buffer("scale", scale)
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.to(torch.float32) - self.offset) * self.scale
-        embeddings = self.net(x)
+        embeddings = self.net(self.normalise(images))
         return F.normalize(embeddings.reshape(embeddings.shape[0], -1).to(torch.float32), dim=1)
 
 
