@@ -18,7 +18,7 @@ import pandas as pd
 
 from idv.metrics.bootstrap import bootstrap_rate
 from idv.metrics.resolution import check_resolution, count_subjects
-from idv.metrics.verification import threshold_at_fmr
+from idv.metrics.verification import generalised_similarities, threshold_at_fmr
 
 SCHEMA_VERSION = 1
 METRIC = "fmr"
@@ -27,8 +27,7 @@ GLOBAL = "global"
 
 def _scores(rows: pd.DataFrame) -> np.ndarray:
     """Similarities with failures to acquire at -inf (never a match)."""
-    ok = rows["acquired"].to_numpy(bool)
-    return np.where(ok, rows["score"].to_numpy(np.float64), -np.inf)
+    return generalised_similarities(rows["score"].to_numpy(np.float64), rows["acquired"])
 
 
 def _resolves(rows: pd.DataFrame, target: float, min_subjects: int) -> str | None:

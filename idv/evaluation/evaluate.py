@@ -154,7 +154,8 @@ def evaluate_matching(cfg: DictConfig) -> Evaluation:
         target, task.fmr_targets, report_cfg.min_subjects, boot
     )
     metrics: dict[str, Any] = {f"{cfg.split}/{k}": v for k, v in found.items()}
-    val_found, _, _ = verification_metrics(val, task.fmr_targets, report_cfg.min_subjects, boot)
+    # Only val's EERs are reported: no intervals, no operating points.
+    val_found, _, _ = verification_metrics(val, (), report_cfg.min_subjects, None)
     metrics.update({f"val/{k}": v for k, v in val_found.items() if k.endswith("/eer")})
     metrics.update(flatten(f"{cfg.split}/", intervals))
     if search is not None:

@@ -30,7 +30,11 @@ from idv.metrics.bootstrap import (
 )
 from idv.metrics.identification import identification_report
 from idv.metrics.resolution import NotSupported
-from idv.metrics.verification import threshold_at_fmr, verification_report
+from idv.metrics.verification import (
+    generalised_similarities,
+    threshold_at_fmr,
+    verification_report,
+)
 from idv.serving.gallery import Gallery
 
 IMPOSTOR_SETS = ("all", "demographic")
@@ -57,11 +61,10 @@ class Embeddings:
     def lookup(self, sample_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, acquired); a missing sample gets a zero vector and acquired False."""
         rows = np.array([self.row.get(s, -1) for s in sample_ids], dtype=np.int64)
-        vectors = self.vectors[np.maximum(rows, 0)] if len(self.vectors) else None
-        if vectors is None:
-            vectors = np.zeros((len(rows), 1), np.float32)
-        vectors = np.where((rows >= 0)[:, None], vectors, 0.0).astype(np.float32)
-        return vectors, rows >= 0
+        found = rows >= 0
+        vectors = np.zeros((len(rows), self.vectors.shape[1]), np.float32)
+        vectors[found] = self.vectors[rows[found]]
+        return vectors, found
 
 
 def comparison_table(
@@ -148,9 +151,10 @@ def verification_metrics(
     table: pd.DataFrame,
     fmr_targets: Sequence[float],
     min_subjects: int,
-    bootstrap: Mapping[str, Any],
+    bootstrap: Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[str, Interval], dict[str, NotSupported]]:
-    """Flat keys `<protocol>[_demographic]/<metric>`, their intervals, and what is unsupported."""
+    """Flat keys `<protocol>[_demographic]/<metric>`, their intervals (none when `bootstrap`
+    is None), and what is unsupported."""
     metrics: dict[str, Any] = {}
     intervals: dict[str, Interval] = {}
     unsupported: dict[str, NotSupported] = {}
@@ -166,9 +170,9 @@ def verification_metrics(
                     unsupported[f"{prefix}/{key}"] = value
                     value = None
                 metrics[f"{prefix}/{key}"] = value
-            intervals.update(
-                {f"{prefix}/{k}": v for k, v in _intervals(subset, report, bootstrap).items()}
-            )
+            if bootstrap is not None:
+                found = _intervals(subset, report, bootstrap)
+                intervals.update({f"{prefix}/{k}": v for k, v in found.items()})
     return metrics, intervals, unsupported
 
 
@@ -195,10 +199,10 @@ def _intervals(
 def _generalised(table: pd.DataFrame) -> np.ndarray:
     """Similarities with failures to acquire at -inf (a non-match at any threshold); the
     bootstrap wants finite scores, so they sit just below every real score."""
-    s = table["score"].to_numpy(np.float64)
-    ok = table["acquired"].to_numpy(bool) if "acquired" in table else np.isfinite(s)
-    low = np.nanmin(s[ok]) if ok.any() else 0.0
-    return np.where(ok, s, low - 1.0)
+    acquired = table["acquired"] if "acquired" in table else table["score"].notna()
+    s = generalised_similarities(table["score"].to_numpy(np.float64), acquired)
+    finite = np.isfinite(s)
+    return np.where(finite, s, s[finite].min() - 1.0)
 
 
 def val_threshold(val: pd.DataFrame, protocol: str, fmr: float) -> float:

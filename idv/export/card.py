@@ -198,54 +198,32 @@ def _test_rate(test: Mapping[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def thresholds_summary(thresholds: Mapping[str, Any], sha256: str) -> dict[str, Any]:
+    """The card's view of thresholds.json: the primary global band, its test rates, and the
+    band of every calibrated segment (decision keys and rates of the task's kind)."""
     entries = [e for e in thresholds["thresholds"] if e["operating_point"].get("primary")]
     glob = next(e for e in entries if e["segment"]["column"] is None)
     test = glob.get("test", {})
     if thresholds.get("kind", "detection") == "matching":
-        return {
-            "file": "thresholds.json",
-            "sha256": sha256,
-            "kind": "matching",
-            "protocol": thresholds.get("protocol"),
-            "operating_point": thresholds.get("operating_point"),
-            "decision_rule": thresholds.get("decision_rule"),
-            "calibration_split": thresholds.get("calibration_split"),
-            "global": {
-                "match_at_or_above": glob["decision"]["match_at_or_above"],
-                "review_at_or_above": glob["decision"]["review_at_or_above"],
-                "test_fmr": _test_rate(test, "fmr"),
-                "test_fnmr": _test_rate(test, "fnmr"),
-            },
-            "segments": [
-                {
-                    "column": e["segment"]["column"],
-                    "value": e["segment"]["value"],
-                    "match_at_or_above": e["decision"]["match_at_or_above"],
-                    "review_at_or_above": e["decision"]["review_at_or_above"],
-                    "source": e["source"],
-                }
-                for e in entries
-                if e["segment"]["column"] is not None
-            ],
-        }
+        kind = {"kind": "matching", "protocol": thresholds.get("protocol")}
+        band = ("match_at_or_above", "review_at_or_above")
+        rates = {"test_fmr": _test_rate(test, "fmr"), "test_fnmr": _test_rate(test, "fnmr")}
+    else:
+        kind = {}
+        band = ("accept_below", "reject_at_or_above")
+        rates = {"test_apcer_worst": test.get("apcer_worst"), "test_bpcer": test.get("bpcer")}
     return {
         "file": "thresholds.json",
         "sha256": sha256,
+        **kind,
         "operating_point": thresholds.get("operating_point"),
         "decision_rule": thresholds.get("decision_rule"),
         "calibration_split": thresholds.get("calibration_split"),
-        "global": {
-            "accept_below": glob["decision"]["accept_below"],
-            "reject_at_or_above": glob["decision"]["reject_at_or_above"],
-            "test_apcer_worst": test.get("apcer_worst"),
-            "test_bpcer": test.get("bpcer"),
-        },
+        "global": {**{k: glob["decision"][k] for k in band}, **rates},
         "segments": [
             {
                 "column": e["segment"]["column"],
                 "value": e["segment"]["value"],
-                "accept_below": e["decision"]["accept_below"],
-                "reject_at_or_above": e["decision"]["reject_at_or_above"],
+                **{k: e["decision"][k] for k in band},
                 "source": e["source"],
             }
             for e in entries
