@@ -15,11 +15,13 @@ import pandas as pd
 import pytest
 from conftest import compose
 
+from idv.calibration.detection import RULE
 from idv.calibration.score_calibration import apply_score_calibration, fit_score_calibration
-from idv.calibration.thresholds import calibrate, calibrate_detection, decide, run_calibration
+from idv.calibration.thresholds import calibrate, calibrate_detection, run_calibration
 from idv.metrics.bootstrap import bootstrap_rate
 from idv.metrics.calibration_quality import expected_calibration_error
 from idv.metrics.detection import threshold_at_worst_apcer
+from idv.thresholds import decide
 
 FAST = {"n_resamples": 200, "seed": 3, "level": 0.9}
 # Hand-built calib: 15 subjects, each with one bona fide capture, one print and one mask.
@@ -69,11 +71,11 @@ def hand_table(seed: int = 0) -> pd.DataFrame:
 
 def run(table: pd.DataFrame, **kwargs) -> dict:
     options = {"targets": [0.2], "segments": [], "min_subjects": 5, "bootstrap": FAST}
-    return calibrate_detection(table, **{**options, **kwargs})
+    return calibrate_detection(table, **{**options, **kwargs}).to_dict()
 
 
 def entry(result: dict, value: str = "global", target: float | None = None) -> dict:
-    target = result["targets"][0] if target is None else target
+    target = result["settings"]["targets"][0] if target is None else target
     (found,) = [
         e
         for e in result["thresholds"]
@@ -90,8 +92,13 @@ def test_threshold_is_the_largest_meeting_the_worst_species_target() -> None:
     e = entry(result)
     # At most 3 of 15 (20%) of each species may fall below: print binds, at its 4th score.
     assert e["threshold"] == PRINT[3]
-    assert e["calib"]["rates"]["apcer_per_species"] == {"mask": 0.0, "print": 0.2}
-    assert e["calib"]["rates"]["apcer_worst"] == 0.2
+    rates = e["calib"]["rates"]
+    assert {k: v["estimate"] for k, v in rates.items() if k.startswith("apcer/")} == {
+        "apcer/mask": 0.0,
+        "apcer/print": 0.2,
+    }
+    assert rates["apcer_worst"]["estimate"] == 0.2
+    assert (rates["apcer/print"]["n"], rates["apcer/print"]["count"]) == (15, 3)
     # Brute force over every candidate threshold of calib.
     calib = hand_table().query("split == 'calib'")
     best = -np.inf
@@ -102,7 +109,7 @@ def test_threshold_is_the_largest_meeting_the_worst_species_target() -> None:
             best = max(best, t)
     assert e["threshold"] == best
     assert e["operating_point"] == {"metric": "apcer_worst", "max": 0.2, "primary": True}
-    assert result["operating_point"] == {"metric": "apcer_worst", "max": 0.2}
+    assert result["operating_point"] == {"metric": "apcer_worst", "max": 0.2, "primary": True}
     assert e["source"] == "own" and e["segment"] == {"column": None, "value": "global"}
 
 
@@ -143,10 +150,10 @@ def test_test_rates_match_a_direct_computation_with_subject_intervals() -> None:
     test = table[table["split"] == "test"]
     s, y, sp = test["score"].to_numpy(), test["label"].to_numpy(), test["attack_type"].to_numpy()
     subjects = test["subject_id"].to_numpy()
-    report = e["test"]
+    report = e["test"]["rates"]
     for name in ("print", "mask"):
         mask = (y == 1) & (sp == name)
-        got = report["apcer_per_species"][name]
+        got = report[f"apcer/{name}"]
         assert got["estimate"] == pytest.approx((s[mask] < t).mean())
         assert got["n"] == mask.sum() and got["count"] == (s[mask] < t).sum()
         # The very interval of a subject bootstrap over the test subjects, same seed.
@@ -158,7 +165,7 @@ def test_test_rates_match_a_direct_computation_with_subject_intervals() -> None:
             seed=FAST["seed"],
             level=FAST["level"],
         )
-        assert (got["low"], got["high"], got["n_resamples"]) == (ref.low, ref.high, 200)
+        assert (got["low"], got["high"], got["level"]) == (ref.low, ref.high, 0.9)
         assert got["low"] <= got["estimate"] <= got["high"]
     bpcer = report["bpcer"]
     assert bpcer["estimate"] == pytest.approx((s[y == 0] >= t).mean())
@@ -167,9 +174,10 @@ def test_test_rates_match_a_direct_computation_with_subject_intervals() -> None:
     )
     assert (bpcer["low"], bpcer["high"]) == (ref.low, ref.high)
     worst = report["apcer_worst"]
-    assert worst["estimate"] == max(d["estimate"] for d in report["apcer_per_species"].values())
+    per_species = [d for k, d in report.items() if k.startswith("apcer/")]
+    assert worst["estimate"] == max(d["estimate"] for d in per_species)
     assert worst["low"] <= worst["estimate"] <= worst["high"]
-    assert worst["high"] >= max(d["high"] for d in report["apcer_per_species"].values()) - 1e-12
+    assert worst["high"] >= max(d["high"] for d in per_species) - 1e-12
 
 
 def test_failures_to_acquire_are_rejections_and_do_not_move_the_threshold() -> None:
@@ -186,14 +194,15 @@ def test_failures_to_acquire_are_rejections_and_do_not_move_the_threshold() -> N
     failed["subject_id"] = failed["split"] + "-s0"
     e = entry(run(pd.concat([table, failed], ignore_index=True)))
     assert e["threshold"] == base["threshold"]  # chosen on acquired calib rows
-    assert e["calib"]["failures_to_acquire"] == 1 + 1
-    assert e["calib"]["samples"] == base["calib"]["samples"] + 2
-    assert e["calib"]["attacks_per_species"] == base["calib"]["attacks_per_species"]
-    old, new = base["test"], e["test"]
-    assert new["failures_to_acquire"] == 2
+    counts, old_counts = e["calib"]["counts"], base["calib"]["counts"]
+    assert counts["failures_to_acquire"] == 1 + 1
+    assert counts["samples"] == old_counts["samples"] + 2
+    assert counts["attacks_per_species"] == old_counts["attacks_per_species"]
+    old, new = base["test"]["rates"], e["test"]["rates"]
+    assert e["test"]["counts"]["failures_to_acquire"] == 2
     assert new["bpcer"]["n"] == old["bpcer"]["n"] + 1
     assert new["bpcer"]["count"] == old["bpcer"]["count"] + 1  # a failure is a rejection...
-    p_old, p_new = old["apcer_per_species"]["print"], new["apcer_per_species"]["print"]
+    p_old, p_new = old["apcer/print"], new["apcer/print"]
     assert p_new["n"] == p_old["n"] + 1
     assert p_new["count"] == p_old["count"] + 1  # ... and a failed attack is a missed one
 
@@ -203,13 +212,13 @@ def test_a_species_unseen_in_calib_is_still_reported_on_test() -> None:
         [hand_table(), block("test", [], {"replay": [0.1, 0.2, 0.9]}, tag="r")], ignore_index=True
     )
     result = run(table)
-    assert result["species"] == ["mask", "print"]
-    assert result["species_unseen_in_calib"] == ["replay"]
+    assert result["details"]["species"] == ["mask", "print"]
+    assert result["details"]["species_unseen_in_calib"] == ["replay"]
     e = entry(result)
     assert e["threshold"] == PRINT[3]  # no say in the threshold
-    replay = e["test"]["apcer_per_species"]["replay"]
+    replay = e["test"]["rates"]["apcer/replay"]
     assert (replay["n"], replay["count"]) == (3, 2)
-    assert e["test"]["apcer_worst"]["estimate"] == pytest.approx(2 / 3)
+    assert e["test"]["rates"]["apcer_worst"]["estimate"] == pytest.approx(2 / 3)
 
 
 # -------------------------------------------------------------------------------- segments
@@ -249,9 +258,10 @@ def test_big_segment_gets_its_own_threshold_small_one_falls_back() -> None:
     assert small["calib"] == glob["calib"]  # the counts the (global) threshold rests on
     new = entry(result, "NEW")
     assert new["source"] == "global (segment absent from calib)"
-    assert new["test"]["samples"] == 4
+    assert new["test"]["counts"]["samples"] == 4
     # Rates of a segment entry are on that segment's test rows only.
-    assert big["test"]["samples"] == len(table.query("split == 'test' and geography == 'BIG'"))
+    big_test = table.query("split == 'test' and geography == 'BIG'")
+    assert big["test"]["counts"]["samples"] == len(big_test)
 
 
 def test_segment_needs_bona_fide_subjects_too() -> None:
@@ -289,38 +299,35 @@ def random_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
 @pytest.mark.parametrize("share", [0.0, 0.05, 0.2])
 def test_review_band_holds_the_configured_share_below_the_threshold(share: float) -> None:
     table = random_table()
-    e = entry(run(table, targets=[0.1], review_share=share))
-    d = e["decision"]
-    t, a = d["reject_at_or_above"], d["accept_below"]
-    assert t == e["threshold"] and a <= t
+    e = entry(run(table, targets=[0.1], review_share=share, score_range=(-1.0, 2.0)))
+    t, a = e["threshold"], e["review_at_or_above"]
+    assert a <= t
     calib = table[table["split"] == "calib"]
     s = calib["score"].to_numpy()
-    decisions = decide(s, a, t)
+    decisions = decide(s, a, t, RULE)
     n_review = int((decisions == "review").sum())
-    assert n_review == d["calib_review_samples"]
+    review = e["calib"]["rates"]["review_share"]
+    assert n_review == review["count"] and review["n"] == len(s)
     assert abs(n_review - share * len(s)) <= 1  # within one sample
-    assert d["calib_review_share"] == pytest.approx(n_review / len(s))
+    assert review["estimate"] == pytest.approx(n_review / len(s))
     assert ((decisions == "accept") == (s < a)).all()
     assert ((decisions == "reject") == (s >= t)).all()
     # On test: the achieved review share, and an auto-accept APCER no worse than at t alone.
     test = table[table["split"] == "test"]
-    got = e["test"]["decision"]
+    got = e["test"]["rates"]
     assert got["review_share"]["estimate"] == pytest.approx(
-        (decide(test["score"], a, t) == "review").mean()
+        (decide(test["score"], a, t, RULE) == "review").mean()
     )
-    for name, rate in got["apcer_auto_accept_per_species"].items():
-        assert rate["estimate"] <= e["test"]["apcer_per_species"][name]["estimate"]
-    assert got["apcer_auto_accept_worst"]["estimate"] <= e["test"]["apcer_worst"]["estimate"]
-    assert got["bpcer_auto_reject"]["estimate"] == e["test"]["bpcer"]["estimate"]
+    for name in ("mask", "print"):
+        assert got[f"apcer_auto_accept/{name}"]["estimate"] <= got[f"apcer/{name}"]["estimate"]
+    assert got["apcer_auto_accept_worst"]["estimate"] <= got["apcer_worst"]["estimate"]
     if share == 0:
         assert a == t
 
 
 def test_decide_rejects_failures_to_acquire() -> None:
-    got = decide([0.1, 0.5, 0.9, np.nan], 0.4, 0.6, acquired=[True, True, True, False])
-    assert got.tolist() == ["accept", "review", "reject", "reject"]
-    with pytest.raises(ValueError, match="must not exceed"):
-        decide([0.1], 0.7, 0.6)
+    got = decide([0.1, 0.5, 0.9, np.nan, 0.6, 0.4], 0.4, 0.6, RULE)
+    assert got.tolist() == ["accept", "review", "reject", "reject", "reject", "review"]
 
 
 # ------------------------------------------------------------------------- score calibration
@@ -354,7 +361,7 @@ def miscalibrated(n: int = 3000, seed: int = 0) -> pd.DataFrame:
 def test_score_calibration_fitted_on_calib_improves_test_ece(method: str) -> None:
     table = miscalibrated()
     result = run(table, targets=[0.1], score_calibration=method)
-    sc = result["score_calibration"]
+    sc = result["details"]["score_calibration"]
     assert sc["params"]["method"] == method
     assert sc["fitted_on"]["samples"] == (table["split"] == "calib").sum()
     before, after = sc["test"]["ece_before"], sc["test"]["ece_after"]
@@ -365,10 +372,12 @@ def test_score_calibration_fitted_on_calib_improves_test_ece(method: str) -> Non
     flipped = table.copy()
     flipped.loc[flipped["split"] == "test", "score"] **= 0.5
     assert (
-        run(flipped, targets=[0.1], score_calibration=method)["score_calibration"]["params"]
+        run(flipped, targets=[0.1], score_calibration=method)["details"]["score_calibration"][
+            "params"
+        ]
         == (sc["params"])
     )
-    assert run(table, targets=[0.1])["score_calibration"] is None  # off by default
+    assert run(table, targets=[0.1])["details"]["score_calibration"] is None  # off by default
 
 
 def test_stored_parameters_reproduce_sklearn() -> None:
@@ -416,23 +425,32 @@ def test_thresholds_json_records_point_counts_rates_and_hashes(tmp_path: Path) -
         bootstrap=FAST,
     )
     doc = strict_json(out / "thresholds.json")
-    assert doc == json.loads(json.dumps(result))
+    assert doc == json.loads(result.to_json())
+    assert doc["schema_version"] == 2 and doc["kind"] == "detection"
+    assert doc["decision"]["failure"] == "reject" and doc["score_range"] == [0.0, 1.0]
     assert doc["inputs"]["scores"] == {
         "path": str(scores),
         "sha256": hashlib.sha256(scores.read_bytes()).hexdigest(),
     }
     assert doc["inputs"]["checkpoint"]["sha256"] == hashlib.sha256(b"weights").hexdigest()
-    assert doc["inputs"]["calibration_split"] == "calib" and doc["task"] == "pad"
+    assert doc["calibration_split"] == "calib" and doc["task"] == "pad"
     g = entry(doc)
     assert g["operating_point"] == {"metric": "apcer_worst", "max": 0.2, "primary": True}
     assert g["segment"] == {"column": None, "value": "global"}
-    counts = g["calib"]
+    counts = g["calib"]["counts"]
     assert counts["attacks_per_species"] == {"mask": 19, "print": 19}
     assert counts["subjects"] == 19 and counts["bona_fide_samples"] == 19
     assert counts["samples"] == 57 and counts["failures_to_acquire"] == 0
-    for key in ("apcer_per_species", "apcer_worst", "bpcer", "decision"):
-        assert key in g["test"]
-    assert set(g["test"]["apcer_worst"]) >= {"estimate", "low", "high", "level", "n_resamples"}
+    for key in ("apcer/mask", "apcer/print", "apcer_worst", "bpcer", "review_share"):
+        assert key in g["test"]["rates"]
+    assert set(g["test"]["rates"]["apcer_worst"]) == {
+        "estimate",
+        "low",
+        "high",
+        "level",
+        "n",
+        "count",
+    }
     assert [e["segment"]["value"] for e in doc["thresholds"]] == ["global", "BIG", "NEW", "SMALL"]
     md = (out / "thresholds.md").read_text()
     assert "geography=SMALL" in md and doc["inputs"]["scores"]["sha256"] in md
@@ -445,9 +463,9 @@ def test_thresholds_json_records_point_counts_rates_and_hashes(tmp_path: Path) -
         scores, out, ckpt_path=tmp_path / "gone.ckpt", targets=[0.2], segments=[],
         min_subjects=5, bootstrap=FAST,
     )  # fmt: skip
-    assert again["inputs"]["scores"]["sha256"] != doc["inputs"]["scores"]["sha256"]
-    assert again["inputs"]["checkpoint"]["sha256"] is None
-    assert strict_json(out / "thresholds.json")["inputs"] == again["inputs"]
+    assert again.inputs["scores"]["sha256"] != doc["inputs"]["scores"]["sha256"]
+    assert again.inputs["checkpoint"]["sha256"] is None
+    assert strict_json(out / "thresholds.json")["inputs"] == again.inputs
 
 
 # ------------------------------------------------------------------------------ clear errors
@@ -475,7 +493,7 @@ def test_unresolvable_target_is_an_error_not_a_number() -> None:
 def test_missing_segment_column_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="segment column 'vendor'"):
         run(hand_table(), segments=["vendor"])
-    with pytest.raises(KeyError, match="missing column"):
+    with pytest.raises(ValueError, match="lacks column\\(s\\) \\['subject_id'\\]"):
         run(hand_table().drop(columns="subject_id"))
 
 
@@ -483,7 +501,7 @@ def test_missing_segment_column_is_a_key_error() -> None:
 def test_non_finite_scores_in_acquired_rows_are_errors(bad: float) -> None:
     table = hand_table()
     table.loc[table["sample_id"] == "test-mask-7", "score"] = bad
-    with pytest.raises(ValueError, match="NaN or infinite score.*test-mask-7"):
+    with pytest.raises(ValueError, match="NaN or infinite.*sample_id 'test-mask-7'"):
         run(table)
     table.loc[table["sample_id"] == "test-mask-7", "acquired"] = False  # a failure: fine
     run(table)
@@ -494,10 +512,12 @@ def test_missing_calibration_split_is_an_error(tmp_path: Path) -> None:
     table.loc[table["split"] == "calib", "split"] = "train"
     path = tmp_path / "scores.parquet"
     table.to_parquet(path, index=False)
-    with pytest.raises(ValueError, match=r"scores\.parquet: no rows with split == 'calib'"):
+    with pytest.raises(
+        ValueError, match=r"scores\.parquet: calibration needs rows of split\(s\) \['calib'\]"
+    ):
         run_calibration(path, tmp_path, targets=[0.2], segments=[], min_subjects=5)
     assert not (tmp_path / "thresholds.json").exists()
-    with pytest.raises(FileNotFoundError, match="nothing.parquet"):
+    with pytest.raises(ValueError, match="nothing.parquet: detection score table not found"):
         run_calibration(tmp_path / "nothing.parquet", tmp_path)
 
 
@@ -534,8 +554,8 @@ def test_config_defaults_and_calibrate_from_config(tmp_path: Path) -> None:
     )
     result = calibrate(cfg)
     assert (tmp_path / "thresholds.json").is_file()
-    assert result["operating_point"]["max"] == 0.2 and result["task"] == "pad"
-    assert math.isfinite(entry(result)["threshold"])
+    assert result.operating_point.max == 0.2 and result.task == "pad"
+    assert math.isfinite(entry(result.to_dict())["threshold"])
 
 
 def test_console_script_entry_point(tmp_path: Path) -> None:
@@ -580,7 +600,7 @@ def test_on_a_real_evaluate_output(fast_run, tiny_pad_root, tmp_path: Path) -> N
             ev,
         )
     )
-    scores = ev / "scores.parquet"
+    scores = ev / "tables/scores.parquet"
     overrides = [f"scores={scores}", f"ckpt_path={fast_run.best_checkpoint}", "targets=[0.01]"]
     with pytest.raises(ValueError, match=r"scores\.parquet.*cannot resolve.*< 300"):
         calibrate(compose("calibrate", overrides, tmp_path / "cal"))
@@ -596,12 +616,12 @@ def test_on_a_real_evaluate_output(fast_run, tiny_pad_root, tmp_path: Path) -> N
         out,
     )
     result = calibrate(cfg)
-    assert result["inputs"]["checkpoint"] is None  # not given here
-    glob = entry(result)
+    assert result.inputs["checkpoint"] is None  # not given here
+    glob = entry(result.to_dict())
     calib = table[table["split"] == "calib"]
     assert glob["threshold"] == threshold_at_worst_apcer(
         calib["score"].astype(float), calib["label"], calib["attack_type"], 0.6
     )
-    assert set(glob["calib"]["attacks_per_species"]) == {"mask", "print", "replay"}
-    assert all(e["source"].startswith("global (") for e in result["thresholds"][1:])
+    assert set(glob["calib"]["counts"]["attacks_per_species"]) == {"mask", "print", "replay"}
+    assert all(e["source"].startswith("global (") for e in result.to_dict()["thresholds"][1:])
     assert strict_json(out / "thresholds.json")["inputs"]["scores"]["path"] == str(pooled)

@@ -18,7 +18,6 @@ from PIL import Image
 from torch import nn
 
 from idv.calibration.thresholds import calibrate
-from idv.calibration.thresholds import decide as calibration_decide
 from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
 from idv.evaluation.evaluate import evaluate
@@ -32,6 +31,7 @@ from idv.serving import BundleError, load_bundle, verify_bundle
 from idv.serving.bundle import SUMS_FILE, write_checksums
 from idv.serving.preprocess import normalise, prepare
 from idv.tasks.checkpoint import net_from_checkpoint
+from idv.thresholds import Thresholds, decide
 from tests.conftest import compose
 
 # torch 2.14 deprecates torch.jit (script, trace, freeze, load): expected, see platform notes.
@@ -53,7 +53,7 @@ def bundle(fast_run, tiny_pad_root, tmp_path_factory):
     data = [f"paths.data_dir={tiny_pad_root}/data"]
     ev = base / "evaluate"
     evaluate(compose("evaluate", ["debug=fast", *data, f"ckpt_path={ckpt}"], ev))
-    table = pd.read_parquet(ev / "scores.parquet")
+    table = pd.read_parquet(ev / "tables/scores.parquet")
     table.loc[table["split"] == "val", "split"] = "calib"
     table.to_parquet(base / "pooled.parquet", index=False)
     calib = [
@@ -271,8 +271,9 @@ def test_score_and_decide_agree_with_eager(bundle, backend) -> None:
     resized = batch.transpose(0, 2, 3, 1).astype(np.uint8)
     np.testing.assert_allclose(served.score(resized), scores[:5], atol=1e-6, rtol=0)
 
-    glob = served.thresholds_for(None)["decision"]
-    expected = calibration_decide(scores, glob["accept_below"], glob["reject_at_or_above"])
+    glob = served.thresholds.global_entry()
+    rule = served.thresholds.decision
+    expected = decide(scores, glob.review_at_or_above, glob.threshold, rule)
     assert list(served.decide(scores)) == list(expected)
     assert list(served.decide(files)) == list(expected)
     assert list(served.decide([0.0, float("nan"), 1.0])) == ["accept", "reject", "reject"]
@@ -289,8 +290,8 @@ def test_decide_uses_a_segment_s_own_thresholds(bundle, tmp_path) -> None:
         for e in data["thresholds"]
         if e["operating_point"]["primary"] and e["segment"]["column"] == "geography"
     )
-    entry["source"], entry["decision"]["accept_below"] = "own", 0.0
-    entry["decision"]["reject_at_or_above"] = 0.0  # everything from this segment: reject
+    entry["source"], entry["review_at_or_above"] = "own", 0.0
+    entry["threshold"] = 0.0  # everything from this segment: reject
     (edited / "thresholds.json").write_text(json.dumps(data))
     write_checksums(edited)
     served = load_bundle(edited, backend="onnxruntime")
@@ -375,7 +376,10 @@ def test_model_card_has_the_required_fields(bundle) -> None:
     assert {s["column"] for s in segments} >= {"geography"}
     assert all("interval" in r for s in segments for r in s["rates"].values())
     assert card["thresholds"]["sha256"] == sha256_file(bundle["thresholds"])
-    assert set(card["thresholds"]["global"]) >= {"accept_below", "reject_at_or_above"}
+    glob = card["thresholds"]["thresholds"][0]
+    assert glob["segment"] == "global" and glob["metric"] == "apcer_worst"
+    assert set(glob) >= {"threshold", "review_at_or_above", "test"}
+    assert set(glob["test"]) >= {"apcer_worst", "bpcer", "review_share"}
     revision = card["code"]["revision"]
     assert revision == "unknown" or len(revision) == 40
     assert card["checkpoint"]["sha256"] == sha256_file(bundle["ckpt"])
@@ -456,14 +460,15 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     wrapper = build_wrapper(bundle["net"], bundle["run_config"])
     with torch.inference_mode():
         eager = wrapper(torch.from_numpy(prepare(files, spec))).numpy()
-    thresholds = json.loads((bundle["dir"] / "thresholds.json").read_text())
+    data = json.loads((bundle["dir"] / "thresholds.json").read_text())
     glob = next(
         e
-        for e in thresholds["thresholds"]
+        for e in data["thresholds"]
         if e["operating_point"]["primary"] and e["segment"]["column"] is None
     )
     cut = float(eager[0]) + 2e-6  # sample 0 sits just below the reject threshold
-    glob["decision"].update(accept_below=min(cut, 1e-9), reject_at_or_above=cut)
+    glob.update(review_at_or_above=min(cut, 1e-9), threshold=cut)
+    thresholds = Thresholds.from_dict(data)
     shift = np.zeros(len(files), np.float32)
     shift[0] = 4e-6  # within the tolerance, across the threshold
 
@@ -481,8 +486,9 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     assert report["formats"]["onnx"]["decision_disagreements"] == 0
 
     shift[0] = 0.0
-    glob["decision"].update(accept_below=0.0, reject_at_or_above=float(eager[1]) + 0.05)
+    glob.update(review_at_or_above=0.0, threshold=float(eager[1]) + 0.05)
     shift[1] = 0.1  # far across the threshold (and over the tolerance)
+    args = (*args[:6], Thresholds.from_dict(data), options)
     with pytest.raises(ParityError, match=r"onnx: 1 decision\(s\) differ") as err:
         parity.check_parity(*args)
     assert "max |score diff| 0.1 > tolerance" in str(err.value)

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from idv.calibration.matching import calibrate_matching
 from idv.data.align import ARCFACE_TEMPLATE_112
 from idv.data.manifest import write_manifest
+from idv.evaluation.matching import Embeddings, search_table
 from idv.export.bundle import export_bundle
 from idv.export.parity import ParityOptions
 from idv.export.wrappers import EmbeddingScorer, build_wrapper
@@ -64,12 +65,16 @@ def matching(tmp_path_factory):
     files = [str(corpus / p) for p in frame["path"]]
     with torch.inference_mode():
         emb = wrapper(torch.from_numpy(prepare(files, spec))).numpy()
+    frame.loc[frame["split"].isin(["val", "train"]), "split"] = "calib"  # a test only
     rows = []
     for split, group in frame.groupby("split"):
         for i, j in itertools.combinations(group.index, 2):
             a, b = frame.loc[i], frame.loc[j]
             rows.append(
                 {
+                    "comparison_id": f"c{len(rows)}",
+                    "sample_id_a": a["sample_id"],
+                    "sample_id_b": b["sample_id"],
                     "protocol": "portrait_selfie",
                     "split": split,
                     "score": float(emb[i] @ emb[j]),
@@ -81,11 +86,25 @@ def matching(tmp_path_factory):
                 }
             )
     table = pd.DataFrame(rows)
-    table.loc[table["split"].isin(["val", "train"]), "split"] = "calib"  # a test only
-    thresholds = calibrate_matching(
-        table, targets=[0.2], min_subjects=2, bootstrap={"n_resamples": 20, "seed": 0}
+    embeddings = Embeddings(frame["sample_id"].tolist(), emb)
+    search = pd.concat(
+        [
+            search_table(
+                group, embeddings, enrolled_fraction=0.5, top_k=3, gallery={"index": "flat"}
+            ).assign(split=split)
+            for split, group in frame.groupby("split")
+        ],
+        ignore_index=True,
     )
-    (base / "thresholds.json").write_text(json.dumps(thresholds))
+    thresholds = calibrate_matching(
+        table,
+        targets=[0.2],
+        search=search,
+        fpir_targets=[0.5],
+        min_subjects=2,
+        bootstrap={"n_resamples": 20, "seed": 0},
+    )
+    (base / "thresholds.json").write_text(thresholds.to_json())
     result = export_bundle(
         ckpt,
         base / "thresholds.json",
@@ -133,7 +152,7 @@ def test_parity_passes_on_embeddings_and_pair_decisions(matching) -> None:
     assert parity["eager_vs_evaluation"]["max_abs_diff"] <= TOL
     assert set(parity["decisions"]) == {"match", "review", "non_match"}
     assert sum(parity["decisions"].values()) == parity["samples"]
-    assert set(parity["thresholds"]) == {"id", "review_at_or_above", "match_at_or_above"}
+    assert set(parity["thresholds"]) == {"id", "review_at_or_above", "threshold"}
 
 
 def test_bundle_describes_alignment_card_and_thresholds(matching) -> None:
@@ -144,10 +163,11 @@ def test_bundle_describes_alignment_card_and_thresholds(matching) -> None:
     card = json.loads((matching["dir"] / "model_card.json").read_text())
     assert card["task"] == {"name": "face_match", "kind": "matching"}
     assert "1:N" in card["intended_use"] and "synthetic" in " ".join(card["limitations"])
-    glob = card["thresholds"]["global"]
-    assert set(glob) == {"match_at_or_above", "review_at_or_above", "test_fmr", "test_fnmr"}
+    one_to_one, one_to_n = (e for e in card["thresholds"]["thresholds"] if e["segment"] == "global")
+    assert (one_to_one["metric"], one_to_n["metric"]) == ("fmr", "fpir")
+    assert set(one_to_one["test"]) == {"fmr", "fnmr"} and set(one_to_n["test"]) == {"fpir", "fnir"}
     text = (matching["dir"] / "model_card.md").read_text()
-    assert "match at or above" in text and "## Export parity" in text
+    assert "fpir <= 0.5, global: threshold" in text and "## Export parity" in text
 
 
 @pytest.mark.parametrize("backend", ["torchscript", "onnxruntime"])
@@ -170,6 +190,12 @@ def test_embed_verify_identify(matching, backend) -> None:
     found = bundle.identify(files[5:7], gallery, k=3)
     assert [c[0]["id"] for c in found] == list(ids[5:7])
     assert found[0][0]["rank"] == 1 and found[0][0]["decision"] == "match"
+    # Candidates are decided at the 1:N (FPIR) threshold, not the 1:1 one.
+    one_to_n = bundle.thresholds.global_entry("fpir")
+    for candidate in found[1]:
+        expected = bundle.thresholds.decide([candidate["similarity"]], metric="fpir")[0]
+        assert candidate["decision"] == expected
+    assert one_to_n.threshold != bundle.thresholds.global_entry().threshold
     assert len({c["id"] for c in found[0]}) == len(found[0])  # one candidate per identity
 
     with pytest.raises(TypeError, match="embed / verify / identify"):
@@ -196,7 +222,7 @@ def test_onnxruntime_matching_imports_no_torch(matching) -> None:
 
 
 def test_detection_thresholds_are_refused_for_a_matching_checkpoint(matching, tmp_path) -> None:
-    bad = dict(matching["thresholds"], kind="detection")
+    bad = {**matching["thresholds"].to_dict(), "kind": "detection"}
     (tmp_path / "t.json").write_text(json.dumps(bad))
     ckpt = Path(matching["result"].card["checkpoint"]["path"])
     with pytest.raises(ValueError, match="kind 'matching'"):

@@ -12,6 +12,8 @@ import pytest
 
 from idv.data.comparisons import comparison_pairs, search_protocol
 from idv.data.samplers import IdentityBalancedSampler
+from idv.metrics.identification import fnir, fpir
+from idv.thresholds import Thresholds
 from tests.conftest import compose
 
 
@@ -178,11 +180,11 @@ def test_face_match_evaluate_and_calibrate(face_run, tiny_faces_root: Path, tmp_
     for key in ("selfie_selfie/eer", "portrait_selfie/eer", "search/rank_1_rate"):
         assert 0.0 <= metrics[f"test/{key}"] <= 1.0, key
     assert metrics["test/selfie_selfie/eer_ci_low"] <= metrics["test/selfie_selfie/eer"]
-    table = pd.read_parquet(tmp_path / "eval/scores.parquet")
+    table = pd.read_parquet(tmp_path / "eval/tables/scores.parquet")
     assert set(table["protocol"]) == {"selfie_selfie", "portrait_selfie"}
     assert set(table["split"]) == {"val", "calib", "test"}
     assert table["score"].between(-1.0001, 1.0001).all()
-    search = pd.read_parquet(tmp_path / "eval/search.parquet")
+    search = pd.read_parquet(tmp_path / "eval/tables/search.parquet")
     assert search["mated"].any() and (~search["mated"]).any()
     assert (search["rank"] >= 1).all()
     assert (tmp_path / "eval/plots/det.png").is_file()
@@ -192,15 +194,23 @@ def test_face_match_evaluate_and_calibrate(face_run, tiny_faces_root: Path, tmp_
         [
             "task=face_match",
             "profile=tiny",
-            f"scores={tmp_path / 'eval/scores.parquet'}",
+            f"scores={tmp_path / 'eval/tables/scores.parquet'}",
             "targets=[0.1]",
             "bootstrap.n_resamples=50",
         ],
         tmp_path / "cal",
     )
     result = calibrate(cfg)
-    assert result["kind"] == "matching" and result["protocol"] == "portrait_selfie"
-    glob = result["thresholds"][0]
-    assert glob["segment"]["column"] is None and glob["calib"]["fmr"] <= 0.1
-    saved = json.loads((tmp_path / "cal/thresholds.json").read_text())
-    assert saved["thresholds"][0]["decision"]["match_at_or_above"] == glob["threshold"]
+    assert result.kind == "matching" and result.details["protocol"] == "portrait_selfie"
+    glob = result.global_entry()
+    assert glob.segment_column is None and glob.calib.rates["fmr"].estimate <= 0.1
+    assert Thresholds.load(tmp_path / "cal/thresholds.json").to_dict() == result.to_dict()
+    # The 1:N threshold (search.parquet beside the comparisons, tiny FPIR target 0.5): FPIR
+    # on the calib searches meets it; FNIR on test is reported with an interval.
+    one_to_n = result.global_entry("fpir")
+    assert one_to_n.operating_point.max == 0.5 and one_to_n.source == "own"
+    assert fpir(search[search["split"] == "calib"], one_to_n.threshold) <= 0.5
+    fnir_test = one_to_n.test.rates["fnir"]
+    assert fnir_test.estimate == fnir(search[search["split"] == "test"], one_to_n.threshold)
+    assert fnir_test.low <= fnir_test.estimate <= fnir_test.high
+    assert result.inputs["search"]["path"].endswith("tables/search.parquet")

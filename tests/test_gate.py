@@ -374,7 +374,8 @@ def test_mismatched_sample_sets_are_an_error():
     with pytest.raises(GateError, match=r"3 sample ids only in the baseline \['x00000', 'x00003'"):
         gate(base, cand, RULES, **FAST)
     relabelled = base.copy()
-    relabelled.loc[0, "label"] = 1
+    flip = 1 - relabelled.loc[0, "label"]  # a consistent relabel: label and species agree
+    relabelled.loc[0, ["label", "attack_type"]] = [flip, "print" if flip else "bona_fide"]
     with pytest.raises(GateError, match="disagree on 'label'.*x00000"):
         gate(base, relabelled, RULES, **FAST)
 

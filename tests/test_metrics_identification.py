@@ -103,24 +103,54 @@ def test_cmc_and_rank_k_by_hand() -> None:
 
 
 def test_threshold_at_fpir_by_hand() -> None:
-    # Non-mated top scores -inf (failed), 0.2, 0.65, 0.75 -> FPIR 1, 3/4, 2/4, 1/4 at each;
-    # the smallest threshold with FPIR <= 1/4 is 0.75, with FPIR <= 0.6 it is 0.65.
-    assert threshold_at_fpir(SMALL, 0.25) == 0.75
+    # Candidates: the mates' scores 0.1 (m3), 0.7 (m2), 0.9 (m1) and the non-mated top scores
+    # 0.2, 0.65, 0.75 (n4 failed: -inf, never a candidate), plus +inf. FPIR at each:
+    # 0.1 -> 3/4, 0.2 -> 3/4, 0.65 -> 2/4, 0.7 -> 1/4, 0.75 -> 1/4, 0.9 -> 0, +inf -> 0.
+    # The smallest threshold meeting FPIR <= 1/4 is m2's mate score 0.7 (not 0.75: the top of
+    # the admissible range), with FPIR <= 0.6 it is 0.65, with FPIR 0 it is 0.9 (not +inf).
+    assert threshold_at_fpir(SMALL, 0.25) == 0.7
     assert threshold_at_fpir(SMALL, 0.6) == 0.65
-    assert threshold_at_fpir(SMALL, 0.0) == np.inf
+    assert threshold_at_fpir(SMALL, 0.0) == 0.9
+    # Rank 1: only m1's mate (0.9) is a rank-1 candidate, so 1/4 is met first at 0.75.
+    assert threshold_at_fpir(SMALL, 0.25, rank=1) == 0.75
+    assert fpir(SMALL, threshold_at_fpir(SMALL, 0.25)) <= 0.25
+
+
+def test_fnir_at_fpir_minimal_case() -> None:
+    # Six non-mated searches with top scores 0.1 .. 0.6 and one mated search whose mate is at
+    # rank 1 with score 0.35. At FPIR 0.5 the threshold is 0.35 (FPIR 3/6) and the mate is
+    # found: FNIR 0 (choosing among the non-mated top scores alone gave 0.4 and FNIR 1).
+    non_mated = [
+        (f"n{i}", f"B{i}", False, [("X", top)], True)
+        for i, top in enumerate((0.1, 0.2, 0.3, 0.4, 0.5, 0.6))
+    ]
+    table = search_table([("m", "A", True, [("A", 0.35)], True), *non_mated])
+    assert threshold_at_fpir(table, 0.5, rank=1) == 0.35
+    assert fnir_at_fpir(table, 0.5, rank=1, min_subjects=1) == 0.0
+
+
+def test_fnir_at_fpir_with_tied_scores() -> None:
+    # A vendor on a coarse scale: every non-mated top score ties at 50 and every mate scores 80.
+    # The threshold is 80 (FPIR 0, every mate found), never +inf (FNIR 1).
+    non_mated = [(f"n{i}", f"B{i}", False, [("X", 50.0)], True) for i in range(30)]
+    mated = [(f"m{i}", f"A{i}", True, [(f"A{i}", 80.0), ("X", 50.0)], True) for i in range(5)]
+    table = search_table(mated + non_mated)
+    assert threshold_at_fpir(table, 0.1) == 80.0
+    assert fnir_at_fpir(table, 0.1, min_subjects=1) == 0.0
 
 
 def test_fnir_at_fpir_and_report_by_hand() -> None:
     table = large_table()
-    # FPIR(0.75) = 3/1000 = 0.003 (exact, must meet the 0.003 target), FPIR(0.65) = 10/1000:
-    # T = 0.75 at FPIR 0.003 -> only m1's mate (0.9) clears it: FNIR = 4/5.
+    # FPIR is 3/1000 = 0.003 (exact, must meet the 0.003 target) for any T in (0.65, 0.75],
+    # and 10/1000 at 0.65. At FPIR 0.003 the smallest candidate is m2's mate score 0.7: m1
+    # (0.9) and m2 (0.7) clear it, FNIR = 3/5 (T = 0.75, the top of the range, gave 4/5).
     # T = 0.65 at FPIR 0.01 -> m1 (0.9) and m2 (0.7): FNIR = 3/5.
-    assert fnir_at_fpir(table, 0.003) == pytest.approx(0.8)
+    assert fnir_at_fpir(table, 0.003) == pytest.approx(0.6)
     assert fnir_at_fpir(table, 0.01) == pytest.approx(0.6)
     # 0.001 needs 3000 non-mated searches; there are 1000.
     assert isinstance(fnir_at_fpir(table, 0.001), NotSupported)
     report = identification_report(table)
-    assert report["fnir_at_fpir_3e-03"] == pytest.approx(0.8)
+    assert report["fnir_at_fpir_3e-03"] == pytest.approx(0.6)
     assert report["fnir_at_fpir_1e-02"] == pytest.approx(0.6)
     assert isinstance(report["fnir_at_fpir_1e-03"], NotSupported)
     assert report["rank_1_rate"] == pytest.approx(0.2)
@@ -154,30 +184,35 @@ def test_table_permutation_and_integer_flags() -> None:
 
 
 def test_clear_errors() -> None:
-    with pytest.raises(ValueError, match="lacks columns \\['rank'\\]"):
+    with pytest.raises(ValueError, match="lacks column\\(s\\) \\['rank'\\]"):
         searches(SMALL.drop(columns="rank"))
     both = SMALL.copy()
     both.loc[both["search_id"] == "m1", "mated"] = [True, False]
-    with pytest.raises(ValueError, match="mated differs within search_id \\['m1'\\]"):
+    with pytest.raises(ValueError, match="mated differs within one search.*search_id 'm1'"):
         searches(both)
     shifted = SMALL.copy()
     shifted.loc[shifted["search_id"] == "m2", "rank"] = [2, 3]
-    with pytest.raises(ValueError, match="ranks must run 1, 2, 3.*\\['m2'\\]"):
+    with pytest.raises(ValueError, match="ranks must run 1, 2, 3.*search_id 'm2'"):
         searches(shifted)
     repeated = SMALL.copy()
     repeated.loc[repeated["search_id"] == "m2", "rank"] = [1, 1]
-    with pytest.raises(ValueError, match="ranks must run.*\\['m2'\\]"):
+    with pytest.raises(ValueError, match="duplicate rank \\(search_id 'm2', rank 1"):
         searches(repeated)
     nan_score = SMALL.copy()
     nan_score.loc[(nan_score["search_id"] == "n2"), "score"] = np.nan
-    with pytest.raises(ValueError, match="score is NaN or infinite in search_id \\['n2'\\]"):
+    with pytest.raises(
+        ValueError, match="score is NaN or infinite in 1 acquired row.*search_id 'n2'"
+    ):
         searches(nan_score)
     rising = SMALL.copy()
     rising.loc[rising["search_id"] == "m1", "score"] = [0.1, 0.9]  # a distance, not similarity
-    with pytest.raises(ValueError, match="score rises with rank in search_id \\['m1'\\]"):
+    with pytest.raises(ValueError, match="score rises with rank at row 1 \\(search_id 'm1'\\)"):
         searches(rising)
     own = search_table([("n1", "B1", False, [("B1", 0.9)], True), *MATED[:1]])
-    with pytest.raises(ValueError, match="non-mated search_id \\['n1'\\] returns the probe"):
+    with pytest.raises(
+        ValueError,
+        match="non-mated search returns the probe's own subject at row 0 \\(search_id 'n1'",
+    ):
         searches(own)
     with pytest.raises(ValueError, match="no non-mated searches"):
         fpir(search_table(MATED), 0.5)
@@ -185,7 +220,7 @@ def test_clear_errors() -> None:
         rank_k_rate(search_table(NON_MATED), 1)
     unnamed = SMALL.copy()
     unnamed.loc[3, "probe_subject_id"] = None
-    with pytest.raises(ValueError, match="probe_subject_id is missing at rows \\[3\\]"):
+    with pytest.raises(ValueError, match="'probe_subject_id' is empty at row 3"):
         searches(unnamed)
-    with pytest.raises(ValueError, match="mated must be boolean"):
+    with pytest.raises(ValueError, match="'mated' must be one of 0 / 1"):
         searches(SMALL.assign(mated="yes"))

@@ -42,7 +42,7 @@ def test_evaluate_writes_score_table_and_flat_metrics(fast_run, tiny_pad_root, t
         tmp_path,
     )
     result = evaluate(cfg)
-    table = pd.read_parquet(tmp_path / "scores.parquet")
+    table = pd.read_parquet(tmp_path / "tables/scores.parquet")
     for column in (
         "sample_id",
         "score",
@@ -189,12 +189,11 @@ def test_evaluate_any_score_table_with_failures_to_acquire(fast_run, tiny_pad_ro
     cfg = compose("evaluate", [*base, f"ckpt_path={fast_run.best_checkpoint}"], first)
     scored = evaluate(cfg)
     # The same table read back (as a vendor's would be) gives the same metrics.
-    again = evaluate(
-        compose("evaluate", [*base, f"scores={first / 'scores.parquet'}"], tmp_path / "again")
-    )
+    table_file = first / "tables/scores.parquet"
+    again = evaluate(compose("evaluate", [*base, f"scores={table_file}"], tmp_path / "again"))
     assert again.metrics == scored.metrics
     # Two test bona fide captures not acquired: they stay in, as rejections (BPCER rises).
-    table = pd.read_parquet(first / "scores.parquet")
+    table = pd.read_parquet(first / "tables/scores.parquet")
     test_bona = (table["split"] == "test") & (table["label"] == 0)
     bona = table.index[test_bona][:2]
     flagged = table["score"] >= scored.metrics["val/eer_threshold"]

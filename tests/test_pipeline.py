@@ -204,10 +204,11 @@ def test_dvc_exp_run_and_show(baseline: Path) -> None:
     assert set(json.loads(dvc(repo, "status", "--json", stderr=False))) == {"export@pad"} | behind
     assert {name: md5(repo / name) for name in unchanged} == unchanged_md5
     after = thresholds(repo)
-    assert after["review_share"] == 0.2 and before["review_share"] == 0.05
+    assert after["settings"]["review_share"] == 0.2 and before["settings"]["review_share"] == 0.05
     assert after["thresholds"][0]["threshold"] == before["thresholds"][0]["threshold"]
-    wider, narrower = after["thresholds"][0]["decision"], before["thresholds"][0]["decision"]
-    assert wider["calib_review_samples"] > narrower["calib_review_samples"]
+    wider = after["thresholds"][0]["calib"]["rates"]["review_share"]
+    narrower = before["thresholds"][0]["calib"]["rates"]["review_share"]
+    assert wider["count"] > narrower["count"]
 
     # `dvc exp show`: the workspace, the baseline commit and the experiment beneath it, with
     # their params and metrics. Calibration does not touch evaluation: the metrics agree.

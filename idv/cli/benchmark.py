@@ -18,44 +18,112 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig):
     """Load the manifest and the files, benchmark, write the outputs, print the tables."""
     from idv.data.manifest import Manifest
-    from idv.evaluation.benchmark import (
-        benchmark,
-        headline_frame,
-        read_score_table,
-        read_vendor_file,
-        write_outputs,
-    )
+    from idv.evaluation.benchmark import read_vendor_file, write_outputs
 
-    if cfg.task.kind != "detection":
-        raise ValueError(f"idv-benchmark supports detection tasks for now, not {cfg.task.kind!r}")
+    kind, mode = cfg.task.kind, cfg.get("mode")
+    if kind == "detection":
+        if mode is not None:
+            raise ValueError(
+                f"mode={mode!r} is for matching tasks (comparison | search); task "
+                f"{cfg.task.name!r} is a detection task: leave mode unset"
+            )
+        mode = "detection"
+    elif kind == "matching":
+        mode = mode or "comparison"
+        if mode not in ("comparison", "search"):
+            raise ValueError(f"mode must be comparison (1:1) or search (1:N), got {mode!r}")
+    else:
+        raise ValueError(
+            f"idv-benchmark judges detection and matching tasks, not {kind!r} (task "
+            f"{cfg.task.name!r})"
+        )
     manifest = Manifest.load(
         cfg.manifest, labels=cfg.task.labels, required_splits=[cfg.split], check_files=False
     )
-    result = benchmark(
-        manifest.frame,
-        [read_vendor_file(f) for f in cfg.vendor_files],
-        ours=read_score_table(cfg.ours) if cfg.ours else None,
-        split=cfg.split,
-        reference=cfg.reference,
-        providers=OmegaConf.to_container(cfg.providers, resolve=True),
-        segments=list(cfg.segments),
-        n_resamples=cfg.bootstrap.n_resamples,
-        seed=cfg.bootstrap.seed,
-        level=cfg.bootstrap.level,
-        min_subjects=cfg.min_subjects,
-        apcer_target=cfg.apcer_target,
-    )
-    paths = write_outputs(result, cfg.output_dir, f"{cfg.task.name}: vendor benchmark")
+    vendors = [read_vendor_file(f) for f in cfg.vendor_files]
+    common = {
+        "split": cfg.split,
+        "reference": cfg.reference,
+        "providers": OmegaConf.to_container(cfg.providers, resolve=True),
+        "segments": list(cfg.segments),
+        "n_resamples": cfg.bootstrap.n_resamples,
+        "seed": cfg.bootstrap.seed,
+        "level": cfg.bootstrap.level,
+        "min_subjects": cfg.min_subjects,
+    }
+    if mode == "detection":
+        from idv.evaluation.benchmark import benchmark
+
+        ours = _ours(cfg, "detection")
+        result = benchmark(
+            manifest.frame, vendors, ours=ours, apcer_target=cfg.apcer_target, **common
+        )
+        title = f"{cfg.task.name}: vendor benchmark"
+    elif mode == "comparison":
+        from idv.evaluation.benchmark_matching import benchmark_comparisons
+
+        protocols = cfg.task.protocols
+        result = benchmark_comparisons(
+            manifest.frame,
+            vendors,
+            ours=_ours(cfg, "comparison"),
+            protocol=cfg.comparison_protocol,
+            max_impostors=protocols.max_impostors,
+            protocol_seed=cfg.seed,
+            fmr_targets=[float(t) for t in cfg.fmr_targets],
+            **common,
+        )
+        title = f"{cfg.task.name}: vendor benchmark, 1:1 {cfg.comparison_protocol}"
+    else:
+        from idv.evaluation.benchmark_matching import benchmark_searches
+
+        result = benchmark_searches(
+            manifest.frame,
+            vendors,
+            ours=_ours(cfg, "search"),
+            enrolled_fraction=cfg.task.protocols.search.enrolled_fraction,
+            protocol_seed=cfg.seed,
+            fpir_targets=[float(t) for t in cfg.fpir_targets],
+            **common,
+        )
+        title = f"{cfg.task.name}: vendor benchmark, 1:N search"
+    paths = write_outputs(result, cfg.output_dir, title)
+    _print(result, f"{title} on {cfg.split}")
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return result
+
+
+_OURS_TABLES = {
+    "detection": "our detection scores (idv-evaluate's tables/scores.parquet)",
+    "comparison": "our comparison table (idv-evaluate's tables/scores.parquet)",
+    "search": "our search table (idv-evaluate's tables/search.parquet)",
+}
+
+
+def _ours(cfg: DictConfig, kind: str):
+    """Our score table of `kind`, validated by its one reader (idv.score_tables); None when
+    `ours` is not given. A table of another kind says what mode expects."""
+    from idv.score_tables import ScoreTableError, read_table
+
+    if not cfg.ours:
+        return None
+    try:
+        return read_table(cfg.ours, kind)
+    except ScoreTableError as err:
+        raise ScoreTableError(f"{err} (mode {kind!r} expects {_OURS_TABLES[kind]})") from err
+
+
+def _print(result, title: str) -> None:
+    from idv.evaluation.benchmark import headline_frame
+
     console = Console()
     headline = headline_frame(result).drop(columns=["segment", "group"])
-    console.print(_table(headline, f"{cfg.task.name}: vendor benchmark on {cfg.split}"))
+    console.print(_table(headline, title))
     if not result.comparisons.empty:
         shown = result.comparisons[["provider", "metric", "difference", "low", "high", "mcnemar_p"]]
         console.print(_table(shown, f"paired differences: provider - {result.reference}"))
     for note in result.notes:
         console.print(f"- {note}")
-    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-    return result
 
 
 def _table(frame, title: str) -> Table:

@@ -1,4 +1,5 @@
-"""Vendor benchmark (detection tasks): external providers judged on the owned evaluation set.
+"""Vendor benchmark: external providers judged on the owned evaluation set (detection tasks
+here; matching tasks, 1:1 comparisons and 1:N searches, in `benchmark_matching`).
 
 A vendor file (CSV or Parquet) has one row per owned sample it answered: `sample_id`,
 `provider`, a `score` and / or a `decision` ("attack" / "bona_fide", or 1 / 0 with 1 = attack),
@@ -63,6 +64,16 @@ _DECISIONS = {
     **dict.fromkeys(("bona_fide", "bonafide", "bona fide", "0", "0.0", "false"), 0.0),
 }
 _MANIFEST_COLUMNS = ("sample_id", "label", "subject_id", "split", "attack_type")
+# Read as text from a CSV vendor file (detection, comparison and search formats).
+_ID_COLUMNS = (
+    "sample_id",
+    "provider",
+    "comparison_id",
+    "sample_id_a",
+    "sample_id_b",
+    "probe_sample_id",
+    "candidate_subject_id",
+)
 
 
 # ----------------------------------------------------------------------------------- records
@@ -119,6 +130,7 @@ class BenchmarkResult:
     split: str
     reference: str | None
     notes: list[str]
+    mode: str = "detection"  # detection | comparison (1:1) | search (1:N)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -144,7 +156,15 @@ def read_vendor_file(file: str | os.PathLike) -> pd.DataFrame:
                 meta[key] = _parse_meta_value(file, key, raw[key.encode()].decode())
     elif suffix == ".csv":
         # ids stay text: "000123" must not become 123
-        frame = pd.read_csv(file, dtype={"sample_id": str, "provider": str})
+        try:
+            frame = pd.read_csv(file, dtype=dict.fromkeys(_ID_COLUMNS, str))
+        except pd.errors.EmptyDataError:
+            raise ValueError(
+                f"{file}: empty file (not even a header); a vendor file needs one row per "
+                "answered item"
+            ) from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(f"{file}: not a readable CSV file ({err})") from err
         sidecar = file.with_suffix(".meta.json")
         if sidecar.is_file():
             try:
@@ -196,6 +216,24 @@ def provider_options(
 ) -> ProviderOptions:
     """Options from the file's declarations and the config; a conflict between them is an
     error (a silently reversed score would invert every metric)."""
+    merged = declared_options(provider, source, declared, configured)
+    direction = merged.get("score_direction", HIGHER_IS_ATTACK)
+    if direction not in SCORE_DIRECTIONS:
+        raise ValueError(
+            f"{source}: provider {provider!r}: score_direction {direction!r} is not one of "
+            f"{SCORE_DIRECTIONS}"
+        )
+    return ProviderOptions(str(direction), merged.get("score_range", DEFAULT_SCORE_RANGE))
+
+
+def declared_options(
+    provider: str,
+    source: str,
+    declared: Mapping[str, object] | None = None,
+    configured: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """`score_direction` / `score_range` merged from the file metadata and the config (range
+    checked); the same key with two different values is an error."""
     merged: dict[str, object] = {}
     for origin, values in (("file metadata", declared or {}), ("config", configured or {})):
         for key, value in values.items():
@@ -212,13 +250,7 @@ def provider_options(
                     f"metadata but {value!r} in the config"
                 )
             merged[key] = value
-    direction = merged.get("score_direction", HIGHER_IS_ATTACK)
-    if direction not in SCORE_DIRECTIONS:
-        raise ValueError(
-            f"{source}: provider {provider!r}: score_direction {direction!r} is not one of "
-            f"{SCORE_DIRECTIONS}"
-        )
-    return ProviderOptions(str(direction), merged.get("score_range", DEFAULT_SCORE_RANGE))
+    return merged
 
 
 def _score_range(provider: str, source: str, value: object) -> tuple[float, float]:
@@ -236,10 +268,32 @@ def _score_range(provider: str, source: str, value: object) -> tuple[float, floa
     return (lo, hi)
 
 
-def _row_error(source: str, frame: pd.DataFrame, row: int, message: str) -> ValueError:
-    sample = frame["sample_id"].iloc[row] if "sample_id" in frame else "?"
-    sample = sample.item() if hasattr(sample, "item") else sample
-    return ValueError(f"{source}: row {row} (sample_id={sample!r}): {message}")
+def _row_error(
+    source: str,
+    frame: pd.DataFrame,
+    row: int,
+    message: str,
+    keys: Sequence[str] = ("sample_id",),
+) -> ValueError:
+    """'<source>: row 3 (sample_id='x'): message'; `keys`: the columns that identify a row."""
+    shown = []
+    for key in keys:
+        if key in frame.columns:
+            value = frame[key].iloc[row]
+            shown.append(f"{key}={(value.item() if hasattr(value, 'item') else value)!r}")
+    where = ", ".join(shown) or f"{keys[0]}='?'"
+    return ValueError(f"{source}: row {row} ({where}): {message}")
+
+
+def require_rows(source: str, frame: pd.DataFrame) -> None:
+    """A vendor file without a single row (a header alone) is an error, never "no answers":
+    it is far more often a failed export than a provider that answered nothing."""
+    if len(frame) == 0:
+        raise ValueError(
+            f"{source}: no rows (a header alone is not a vendor file; columns: "
+            f"{list(map(str, frame.columns))}): a provider that answered nothing is a file "
+            "with every owned item and acquired=False"
+        )
 
 
 def _first(mask: np.ndarray) -> int:
@@ -281,16 +335,20 @@ def _decisions(source: str, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray
     return parsed
 
 
-def _numeric(source: str, frame: pd.DataFrame, column: str) -> np.ndarray:
+def _numeric(
+    source: str, frame: pd.DataFrame, column: str, keys: Sequence[str] = ("sample_id",)
+) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.isnan(values) & frame[column].notna().to_numpy()
     if bad.any():
         i = _first(bad)
-        raise _row_error(source, frame, i, f"{column} {frame[column].iloc[i]!r} is not a number")
+        raise _row_error(
+            source, frame, i, f"{column} {frame[column].iloc[i]!r} is not a number", keys
+        )
     return values
 
 
-def _acquired(source: str, frame: pd.DataFrame) -> np.ndarray:
+def _acquired(source: str, frame: pd.DataFrame, keys: Sequence[str] = ("sample_id",)) -> np.ndarray:
     if "acquired" not in frame.columns:
         return np.ones(len(frame), dtype=bool)
     col = frame["acquired"]
@@ -298,7 +356,7 @@ def _acquired(source: str, frame: pd.DataFrame) -> np.ndarray:
     ok = text.isin(["true", "false", "1", "0", "1.0", "0.0"]).to_numpy() & col.notna().to_numpy()
     if not ok.all():
         i = _first(~ok)
-        raise _row_error(source, frame, i, f"acquired {col.iloc[i]!r} is not a boolean")
+        raise _row_error(source, frame, i, f"acquired {col.iloc[i]!r} is not a boolean", keys)
     return text.isin(["true", "1", "1.0"]).to_numpy()
 
 
@@ -315,7 +373,8 @@ def align_source(
     """Validate one vendor file against the owned split and align each provider in it
     (`options`: per provider; `other_splits`: sample_id -> split of the manifest's other
     rows, to say where a stray id belongs). A file without a `provider` column is one
-    provider named after the file."""
+    provider named after the file; a file without rows is an error."""
+    require_rows(source, frame)
     if "sample_id" not in frame.columns:
         raise ValueError(f"{source}: no 'sample_id' column (columns: {list(frame.columns)})")
     if "score" not in frame.columns and "decision" not in frame.columns:
@@ -433,18 +492,20 @@ def align_source(
     return aligned
 
 
-def _merge(parts: list[AlignedProvider], owned: pd.DataFrame) -> AlignedProvider:
+def _merge(
+    parts: list[AlignedProvider], owned: pd.DataFrame, key: str = "sample_id"
+) -> AlignedProvider:
     """One provider answered in several files: the files must not overlap and must agree on
-    what they give (scores and / or decisions)."""
+    what they give (scores and / or decisions); `key`: the owned items' id column."""
     if len(parts) == 1:
         return parts[0]
     merged = parts[0]
     for part in parts[1:]:
         both = merged.present & part.present
         if both.any():
-            sample = owned["sample_id"].iloc[_first(both)]
+            sample = owned[key].iloc[_first(both)]
             raise ValueError(
-                f"provider {part.name!r}: duplicate rows for sample_id {sample!r} in "
+                f"provider {part.name!r}: duplicate rows for {key} {sample!r} in "
                 f"{merged.sources} and {part.sources}"
             )
         if (part.has_scores, part.has_decisions) != (merged.has_scores, merged.has_decisions):
@@ -482,7 +543,10 @@ def _ours_frame(ours: pd.DataFrame, owned: pd.DataFrame, split: str) -> pd.DataF
     (a table scored on another manifest version must not be compared silently)."""
     source = ours.attrs.get("source", OURS)
     if "split" in ours.columns:
+        present = sorted(map(str, ours["split"].unique()))
         ours = ours[ours["split"] == split]
+        if ours.empty:
+            raise ValueError(f"{source}: no rows of split {split!r} (splits present: {present})")
     ours = ours.reset_index(drop=True)
     if "label" in ours.columns:
         labels = owned.set_index("sample_id")["label"].reindex(ours["sample_id"]).to_numpy()
@@ -949,6 +1013,13 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+_DIRECTIONS = {
+    "detection": "for error rates, > 0 means the provider is worse; for AUC, better",
+    "comparison": "every metric is an error rate: > 0 means the provider is worse",
+    "search": "for FNIR, > 0 means the provider is worse; for the rank-1 rate, better",
+}
+
+
 def markdown(result: BenchmarkResult, title: str = "Vendor benchmark") -> str:
     lines = [f"# {title} ({result.split})", "", *[f"- {n}" for n in result.notes], ""]
     lines += ["## Per provider", "", _markdown_table(headline_frame(result, OVERALL)), ""]
@@ -963,8 +1034,8 @@ def markdown(result: BenchmarkResult, title: str = "Vendor benchmark") -> str:
         lines.append("No paired comparison.")
     else:
         lines += [
-            "Difference = provider - reference on the same owned items (for error rates, "
-            "> 0 means the provider is worse; for AUC, better).",
+            "Difference = provider - reference on the same owned items "
+            f"({_DIRECTIONS.get(result.mode, _DIRECTIONS['detection'])}).",
             "",
         ]
         shown = result.comparisons[
@@ -996,6 +1067,7 @@ def write_outputs(
         result.comparisons.to_csv(tmp, index=False)
     write_json(
         {
+            "mode": result.mode,
             "split": result.split,
             "reference": result.reference,
             "notes": result.notes,

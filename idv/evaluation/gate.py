@@ -48,6 +48,7 @@ from idv.metrics.bootstrap import (
     worst_apcer_at_bpcer_statistic,
 )
 from idv.metrics.detection import generalised_scores
+from idv.score_tables import ScoreTableError, validate_detection_table
 
 __all__ = [
     "GateError",
@@ -67,7 +68,6 @@ LOWER, HIGHER = "lower", "higher"
 OK, REGRESSION, IMPROVED, SKIPPED = "ok", "REGRESSION", "improved", "skipped"
 PLAIN, PAIRED = "plain", "paired bootstrap"
 GIT_PREFIX = "git:"
-SCORE_COLUMNS = ("sample_id", "score", "label", "subject_id")
 _SHOWN = 5  # ids / keys quoted in an error message
 
 
@@ -301,9 +301,9 @@ def _parse(content: bytes, suffix: str, label: str) -> Side:
                 raise GateError(f"{label}: a metrics file must hold a JSON object")
             return Side(label, metrics=_flatten(data))
         if suffix == ".parquet":
-            return Side(label, scores=pd.read_parquet(io.BytesIO(content)))
+            return _score_side(label, pd.read_parquet(io.BytesIO(content)))
         if suffix == ".csv":
-            return Side(label, scores=pd.read_csv(io.BytesIO(content)))
+            return _score_side(label, pd.read_csv(io.BytesIO(content)))
     except GateError:
         raise
     except Exception as err:
@@ -317,13 +317,21 @@ def _parse(content: bytes, suffix: str, label: str) -> Side:
     )
 
 
+def _score_side(label: str, frame: pd.DataFrame) -> Side:
+    """A score-table side, checked by the detection table's contract (`idv.score_tables`)."""
+    try:
+        return Side(label, scores=validate_detection_table(frame, label))
+    except ScoreTableError as err:
+        raise GateError(str(err)) from err
+
+
 def load_side(source: Source, rev: str | None = None, cwd: str | os.PathLike | None = None) -> Side:
     """A side from a path (`metrics.json`, `scores.parquet`, `.csv`), `git:REV:PATH`, a path with
     `rev`, a mapping of metrics, or a score DataFrame."""
     if isinstance(source, Side):
         return source
     if isinstance(source, pd.DataFrame):
-        return Side("<score table>", scores=source)
+        return _score_side(source.attrs.get("source", "<score table>"), source)
     if isinstance(source, Mapping):
         return Side("<metrics>", metrics=_flatten(source))
     spec = os.fspath(source)
@@ -393,13 +401,8 @@ class _Rows:
 
 
 def _split_rows(side: Side, split: str) -> pd.DataFrame:
+    """The split's rows (all rows of a table without `split`); validated when loaded."""
     table = side.scores
-    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
-    if missing:
-        raise GateError(
-            f"{side.label}: a score table needs columns {list(SCORE_COLUMNS)} (+ acquired, "
-            f"attack_type, split); missing {missing}"
-        )
     if "split" in table.columns:
         rows = table[table["split"].astype(str) == split]
         if rows.empty:
@@ -409,22 +412,13 @@ def _split_rows(side: Side, split: str) -> pd.DataFrame:
             )
     else:
         rows = table
-    dup = rows["sample_id"][rows["sample_id"].duplicated()]
-    if len(dup):
-        raise GateError(
-            f"{side.label}: duplicate sample_id in split {split!r}: {dup.head(_SHOWN).tolist()}"
-        )
     return rows
 
 
 def _generalised(side: Side, rows: pd.DataFrame) -> np.ndarray:
-    acquired = rows["acquired"].to_numpy() if "acquired" in rows else np.ones(len(rows), bool)
-    try:
-        return generalised_scores(
-            rows["score"].to_numpy(np.float64), acquired.astype(bool), rows["label"].to_numpy()
-        )
-    except ValueError as err:
-        raise GateError(f"{side.label}: {err}") from err
+    return generalised_scores(
+        rows["score"].to_numpy(np.float64), rows["acquired"].to_numpy(), rows["label"].to_numpy()
+    )
 
 
 def _joined(baseline: Side, candidate: Side, split: str) -> tuple[_Rows, _Rows]:

@@ -19,15 +19,15 @@ from idv.metrics.detection import pct
 
 def detection_intervals(
     table: pd.DataFrame,
-    threshold: float,
+    threshold: float | None,
     threshold_name: str,
     apcer_targets: Sequence[float],
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Interval]:
-    """Intervals keyed like `detection_report`'s metrics; every one resamples subjects with
-    the same seed, so they share their resamples."""
+    """Intervals keyed like `detection_report`'s metrics (no thresholded ones without a
+    threshold); every one resamples subjects with the same seed, so they share resamples."""
     scores = table["score"].to_numpy(np.float64)
     labels = table["label"].to_numpy()
     subjects = table["subject_id"].astype(str).to_numpy()
@@ -43,6 +43,8 @@ def detection_intervals(
             species=species,
             **options,
         )
+    if threshold is None:
+        return result
     attack, bona = labels == 1, labels == 0
     result[f"bpcer@{threshold_name}"] = bootstrap_rate(
         scores >= threshold, subjects, where=bona, **options

@@ -37,8 +37,12 @@ def markdown_report(
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {key} | {_fmt(value)} |" for key, value in metrics.items()]
     lines += ["", "## Per segment (one global threshold)", ""]
-    lines += ["Groups marked `too_small` have too few subjects of a class to be judged.", ""]
-    lines += [markdown_table(segments), "", "## Demographic differential (Max/GeoMean)", ""]
+    if segments.empty:
+        lines += ["No per-segment figures: no threshold to compute them at (see the notes).", ""]
+    else:
+        lines += ["Groups marked `too_small` have too few subjects of a class to be judged.", ""]
+        lines += [markdown_table(segments), ""]
+    lines += ["## Demographic differential (Max/GeoMean)", ""]
     if not differentials:
         lines.append("No demographic column with two groups large enough to compare.")
     for d in differentials:

@@ -8,8 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from idv.data.manifest import DEMOGRAPHIC_COLUMNS, SEGMENT_COLUMNS
-
-DETECTION_COLUMNS = ("sample_id", "score", "label", "attack_type", "subject_id")
+from idv.score_tables import DETECTION_COLUMNS
 
 
 @torch.inference_mode()

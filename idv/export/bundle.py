@@ -30,9 +30,10 @@ from idv.export.parity import ParityOptions, check_parity, held_out_samples
 from idv.export.preprocess import preprocess_spec
 from idv.export.wrappers import augment_of, build_wrapper, task_kind
 from idv.hashing import sha256_file
-from idv.serving.bundle import primary_thresholds, verify_bundle, write_checksums
+from idv.serving.bundle import verify_bundle, write_checksums
 from idv.serving.preprocess import prepare
 from idv.tasks.checkpoint import net_from_checkpoint
+from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -45,44 +46,23 @@ class ExportResult:
     card: dict[str, Any]
 
 
-# Task kind -> the decision keys of its thresholds.json entries, lower threshold first.
-DECISION_KEYS = {
-    "detection": ("accept_below", "reject_at_or_above"),
-    "matching": ("review_at_or_above", "match_at_or_above"),
-}
-
-
 def read_thresholds(
     path: str | os.PathLike, checkpoint_sha256: str, kind: str = "detection"
-) -> tuple[dict, bytes]:
-    """thresholds.json as bytes (copied verbatim) and parsed; checked for what serving needs
-    (of the model's task kind), and against the checkpoint when calibration recorded its
-    hash."""
+) -> tuple[Thresholds, bytes]:
+    """thresholds.json as bytes (copied verbatim) and typed (validated by
+    `idv.thresholds.Thresholds`), checked against the model's task kind and, when calibration
+    recorded its hash, against the checkpoint."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"thresholds file {file} not found (idv-calibrate writes it)")
     data = file.read_bytes()
-    try:
-        thresholds = json.loads(data)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file} is not valid JSON ({err})") from err
-    if kind not in DECISION_KEYS:
-        raise NotImplementedError(f"no export for task kind {kind!r} ({sorted(DECISION_KEYS)})")
-    if thresholds.get("kind", "detection") != kind:
+    thresholds = Thresholds.from_json(data, str(file))
+    if thresholds.kind != kind:
         raise ValueError(
-            f"{file}: kind {thresholds.get('kind', 'detection')!r}, but the checkpoint's task is "
-            f"of kind {kind!r}: calibrate this task's scores"
+            f"{file}: kind {thresholds.kind!r}, but the checkpoint's task is of kind {kind!r}: "
+            "calibrate this task's scores"
         )
-    lower, upper = DECISION_KEYS[kind]
-    try:
-        entries = primary_thresholds(thresholds)
-        for e in entries:
-            d = e["decision"]
-            if not float(d[lower]) <= float(d[upper]):
-                raise ValueError(f"entry {e.get('id')}: {lower} > {upper}")
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{file}: not a usable thresholds.json ({err})") from err
-    recorded = ((thresholds.get("inputs") or {}).get("checkpoint") or {}).get("sha256")
+    recorded = ((thresholds.inputs or {}).get("checkpoint") or {}).get("sha256")
     if recorded and recorded != checkpoint_sha256:
         raise ValueError(
             f"{file} was calibrated on scores of another checkpoint (sha256 {recorded}); this "

@@ -12,6 +12,7 @@ import json
 import math
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 import idv
 from idv.data.manifest import DEMOGRAPHIC_COLUMNS
+from idv.thresholds import Rate, Thresholds
 
 SCHEMA_VERSION = 1
 REQUIRED_FIELDS = (
@@ -51,8 +53,8 @@ INTENDED_USE: dict[str, str] = {
         "against an enrolled gallery, idv.serving.gallery). The model maps a face crop aligned "
         "onto the 5-point ArcFace template (idv.data.align.align_face; 112x112 template, see "
         "preprocess.json) to a unit-norm embedding; similarity is the dot product. The bundle's "
-        "thresholds turn a 1:1 similarity into match / review / non-match; the review band is "
-        "meant for a human reviewer."
+        "thresholds turn a 1:1 similarity, or a 1:N candidate's, into match / review / "
+        "non-match; the review band is meant for a human reviewer."
     ),
 }
 GENERIC_USES: dict[str, str] = {
@@ -87,10 +89,11 @@ MATCHING_LIMITATIONS: tuple[str, ...] = (
     "Demographic differentials (FNMR and FMR per group, and FMR of impostors of the same group) "
     "are reported per segment below; a segment marked too small (fewer subjects than the "
     "evaluation's min_subjects) is shown, not judged.",
-    "Thresholds are 1:1 verification thresholds from the calibration split only (one "
-    "comparison protocol, see the thresholds section); in 1:N search the false positive "
-    "identification rate grows with the gallery size. Re-calibrate before using the model on "
-    "a different capture channel, document type, vendor or population.",
+    "Thresholds come from the calibration split only: 1:1 verification thresholds (one "
+    "comparison protocol, see the thresholds section) and a 1:N threshold at an FPIR target "
+    "for the calibration gallery's size; FPIR grows with the gallery, so re-calibrate for a "
+    "larger gallery, and before using the model on a different capture channel, document "
+    "type, vendor or population.",
     "Input must follow preprocess.json (a face crop aligned onto the 5-point ArcFace template, "
     "RGB, resized as specified); unaligned or differently framed faces change the embeddings "
     "silently. No presentation attack detection: pair the matcher with a PAD model.",
@@ -189,45 +192,31 @@ def read_evaluation(evaluation_dir: str | Path | None) -> dict[str, Any] | None:
     }
 
 
-def _test_rate(test: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    """A matching entry's test rate as {estimate, low, high} (the detection summary's form)."""
-    if test.get(name) is None:
-        return None
-    low, high = (test.get(f"{name}_ci") or [None, None])[:2]
-    return {"estimate": test[name], "low": low, "high": high}
-
-
-def thresholds_summary(thresholds: Mapping[str, Any], sha256: str) -> dict[str, Any]:
-    """The card's view of thresholds.json: the primary global band, its test rates, and the
-    band of every calibrated segment (decision keys and rates of the task's kind)."""
-    entries = [e for e in thresholds["thresholds"] if e["operating_point"].get("primary")]
-    glob = next(e for e in entries if e["segment"]["column"] is None)
-    test = glob.get("test", {})
-    if thresholds.get("kind", "detection") == "matching":
-        kind = {"kind": "matching", "protocol": thresholds.get("protocol")}
-        band = ("match_at_or_above", "review_at_or_above")
-        rates = {"test_fmr": _test_rate(test, "fmr"), "test_fnmr": _test_rate(test, "fnmr")}
-    else:
-        kind = {}
-        band = ("accept_below", "reject_at_or_above")
-        rates = {"test_apcer_worst": test.get("apcer_worst"), "test_bpcer": test.get("bpcer")}
+def thresholds_summary(thresholds: Thresholds, sha256: str) -> dict[str, Any]:
+    """The card's view of thresholds.json: for every operating-point metric (1:1 and 1:N for
+    a matching task), the edges of its primary global and segment thresholds and their
+    headline test rates (those without a species or group suffix)."""
+    entries = [e for m in thresholds.metrics for e in thresholds.primary_entries(m)]
     return {
         "file": "thresholds.json",
         "sha256": sha256,
-        **kind,
-        "operating_point": thresholds.get("operating_point"),
-        "decision_rule": thresholds.get("decision_rule"),
-        "calibration_split": thresholds.get("calibration_split"),
-        "global": {**{k: glob["decision"][k] for k in band}, **rates},
-        "segments": [
+        "kind": thresholds.kind,
+        "operating_point": asdict(thresholds.operating_point),
+        "decision_rule": thresholds.decision.describe(),
+        "calibration_split": thresholds.calibration_split,
+        "details": {k: v for k, v in thresholds.details.items() if isinstance(v, str)},
+        "thresholds": [
             {
-                "column": e["segment"]["column"],
-                "value": e["segment"]["value"],
-                **{k: e["decision"][k] for k in band},
-                "source": e["source"],
+                "id": e.id,
+                "metric": e.operating_point.metric,
+                "max": e.operating_point.max,
+                "segment": e.segment_name,
+                "threshold": e.threshold,
+                "review_at_or_above": e.review_at_or_above,
+                "source": e.source,
+                "test": {k: asdict(r) for k, r in e.test.rates.items() if "/" not in k},
             }
             for e in entries
-            if e["segment"]["column"] is not None
         ],
     }
 
@@ -237,7 +226,7 @@ def build_card(
     run_config: Mapping[str, Any],
     training_data: Mapping[str, Any],
     evaluation: Mapping[str, Any] | None,
-    thresholds: Mapping[str, Any],
+    thresholds: Thresholds,
     thresholds_sha256: str,
     checkpoint: Mapping[str, Any],
     formats: Mapping[str, Any],
@@ -293,14 +282,6 @@ def _rate(item: Mapping[str, Any] | None) -> str:
     if interval and None not in interval:
         return f"{item['estimate']:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
     return f"{item['estimate']:.4f}"
-
-
-def _threshold_rate(item: Mapping[str, Any] | None) -> str:
-    if not item or item.get("estimate") is None:
-        return "n/a"
-    if item.get("low") is None:
-        return f"{item['estimate']:.4f}"
-    return f"{item['estimate']:.4f} [{item['low']:.4f}, {item['high']:.4f}]"
 
 
 def card_markdown(card: Mapping[str, Any]) -> str:
@@ -388,31 +369,16 @@ def card_markdown(card: Mapping[str, Any]) -> str:
 
 
 def _threshold_lines(th: Mapping[str, Any]) -> list[str]:
-    g = th["global"]
-    if th.get("kind") == "matching":
-        return [
-            f"Protocol `{th.get('protocol')}` (1:1 comparisons).",
-            "",
-            f"- Global: match at or above {g['match_at_or_above']:.6g}, review at or above "
-            f"{g['review_at_or_above']:.6g}; test FMR {_threshold_rate(g['test_fmr'])}, FNMR "
-            f"{_threshold_rate(g['test_fnmr'])}.",
-            *[
-                f"- {s['column']}={s['value']}: match at or above {s['match_at_or_above']:.6g}, "
-                f"review at or above {s['review_at_or_above']:.6g} ({s['source']})"
-                for s in th["segments"]
-            ],
-        ]
-    return [
-        f"- Global: accept below {th['global']['accept_below']:.6g}, reject at or above "
-        f"{th['global']['reject_at_or_above']:.6g}; test worst APCER "
-        f"{_threshold_rate(th['global']['test_apcer_worst'])}, BPCER "
-        f"{_threshold_rate(th['global']['test_bpcer'])}.",
-        *[
-            f"- {s['column']}={s['value']}: accept below {s['accept_below']:.6g}, reject at or "
-            f"above {s['reject_at_or_above']:.6g} ({s['source']})"
-            for s in th["segments"]
-        ],
-    ]
+    lines = [f"Details: {th['details']}.", ""] if th.get("details") else []
+    for e in th["thresholds"]:
+        rates = ", ".join(f"test {k} {Rate.from_dict(v)}" for k, v in e["test"].items())
+        lines.append(
+            f"- {e['metric']} <= {e['max']:g}, {e['segment']}: threshold {e['threshold']:.6g}, "
+            f"review at or above {e['review_at_or_above']:.6g} ({e['source']})"
+            + (f"; {rates}" if rates else "")
+            + "."
+        )
+    return lines
 
 
 def _headline_lines(kind: str, metrics: Mapping[str, Any]) -> list[str]:

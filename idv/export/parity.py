@@ -11,15 +11,15 @@ On held-out image files (the checkpoint's data config: split `test`, then `calib
 3. Every exported format, loaded from its file by the serving backend, at batch size 1 and at
    `batch_size`, against the eager wrapper at the same batch size: max |score difference| <=
    `tolerance` (1e-5, float32).
-4. Decisions at the primary global thresholds of thresholds.json (accept_below /
-   reject_at_or_above) agree on every sample, except samples whose eager score lies within
-   `tolerance` of a threshold: those are counted and reported, not failed.
+4. Decisions at the global headline thresholds of thresholds.json (`Thresholds.decide`: the
+   review edge and the threshold) agree on every sample, except samples whose eager score lies
+   within `tolerance` of an edge: those are counted and reported, not failed.
 Any failure raises ParityError with the figures; the report is what parity.json holds.
 
 Matching tasks (thresholds.json `kind: matching`) differ where their output does: the outputs
 are (N, D) unit-norm embeddings, compared elementwise (max |diff| <= tolerance in 2 and 3; the
 eager reference of 2 is the network's output itself), and decisions (match / review /
-non_match at review_at_or_above / match_at_or_above) are checked on pair similarities: each
+non_match) are checked on pair similarities: each
 held-out sample against the next one (`np.roll(..., -1)`). A pair counts as near a threshold
 when its eager similarity lies within `similarity_margin` of it: the most a similarity of two
 unit vectors can move when every coordinate moves by at most `tolerance`,
@@ -43,8 +43,8 @@ from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
 from idv.export.formats import Exported
 from idv.serving.backends import load_backend
-from idv.serving.bundle import decide_scores, decide_similarities
 from idv.serving.preprocess import normalise, prepare
+from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "calib")  # held-out splits, in the order parity samples are drawn
@@ -122,37 +122,9 @@ def _pair_similarities(embeddings: np.ndarray) -> np.ndarray:
     return np.sum(e * np.roll(e, -1, axis=0), axis=1)
 
 
-@dataclass(frozen=True)
-class _Rule:
-    """What decisions are made on, and how, for one task kind (module docstring)."""
-
-    kind: str
-    lower: str  # thresholds.json decision keys, lower threshold first
-    upper: str
-    labels: tuple[str, ...]
-    output: str  # what is compared: "score" | "embedding"
-
-    def values(self, outputs: np.ndarray) -> np.ndarray:
-        return _pair_similarities(outputs) if self.kind == "matching" else outputs
-
-    def decide(self, values: np.ndarray, lower: float, upper: float) -> np.ndarray:
-        if self.kind == "matching":
-            return decide_similarities(values, lower, upper)
-        return decide_scores(values, lower, upper)
-
-
-RULES = {
-    "detection": _Rule(
-        "detection", "accept_below", "reject_at_or_above", ("accept", "review", "reject"), "score"
-    ),
-    "matching": _Rule(
-        "matching",
-        "review_at_or_above",
-        "match_at_or_above",
-        ("match", "review", "non_match"),
-        "embedding",
-    ),
-}
+def _values(kind: str, outputs: np.ndarray) -> np.ndarray:
+    """What decisions are made on: the score itself, or (matching) pair similarities."""
+    return _pair_similarities(outputs) if kind == "matching" else outputs
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -167,15 +139,13 @@ def check_parity(
     samples: pd.DataFrame,
     spec: Mapping[str, Any],
     augment: Mapping[str, Any],
-    thresholds: Mapping[str, Any],
+    thresholds: Thresholds,
     options: ParityOptions,
 ) -> dict[str, Any]:
     """Run the gate (module docstring); returns the report, raises ParityError on a failure.
-    The task kind is thresholds.json's `kind` (detection when absent)."""
-    kind = str(thresholds.get("kind", "detection"))
-    if kind not in RULES:
-        raise NotImplementedError(f"no parity check for task kind {kind!r}")
-    rule = RULES[kind]
+    Decisions are `thresholds.decide` at the global headline threshold."""
+    kind = thresholds.kind
+    output = "embedding" if kind == "matching" else "score"
     files: Sequence[str] = samples["file"].tolist()
     tol, batch_sizes = options.tolerance, (1, options.batch_size)
     served = prepare(files, spec)  # float32 (N, 3, H, W), 0-255: the model input
@@ -208,24 +178,20 @@ def check_parity(
     if not end_to_end <= tol:
         failures.append(
             f"eager wrapper on serving input vs network on the evaluation transform: max "
-            f"|{rule.output} diff| {end_to_end:.3g} > {tol:g}"
+            f"|{output} diff| {end_to_end:.3g} > {tol:g}"
         )
 
-    glob = next(
-        e
-        for e in thresholds["thresholds"]
-        if e["operating_point"].get("primary") and e["segment"]["column"] is None
-    )
-    accept, reject = glob["decision"][rule.lower], glob["decision"][rule.upper]
+    glob = thresholds.global_entry()
+    edges = (glob.review_at_or_above, glob.threshold)
     ref = reference[options.batch_size]
     margin = tol  # how close to a threshold a decided value is "near" it
     if kind == "matching":
         dim = ref.shape[1] if ref.ndim == 2 else 1
         margin = 2 * np.sqrt(dim) * tol + dim * tol**2
-    values = {b: rule.values(r) for b, r in reference.items()}
+    values = {b: _values(kind, r) for b, r in reference.items()}
     near = np.zeros(len(ref), dtype=bool)  # eager value within the margin of a threshold
     for v in values.values():
-        near |= (np.abs(v - accept) <= margin) | (np.abs(v - reject) <= margin)
+        near |= (np.abs(v - edges[0]) <= margin) | (np.abs(v - edges[1]) <= margin)
 
     formats: dict[str, Any] = {}
     for name, item in exported.items():
@@ -238,8 +204,8 @@ def check_parity(
             scores = _batched(backend, served, b)
             diff = _diff(scores, reference[b])
             worst = max(worst, diff)
-            got = rule.values(scores)
-            same = rule.decide(got, accept, reject) == rule.decide(values[b], accept, reject)
+            got = _values(kind, scores)
+            same = thresholds.decide(got) == thresholds.decide(values[b])
             disagree_far = max(disagree_far, int((~same & ~near).sum()))
             disagree_near = max(disagree_near, int((~same & near).sum()))
             entry[f"batch_{b}"] = {
@@ -255,7 +221,7 @@ def check_parity(
             passed=worst <= tol and disagree_far == 0,
         )
         if not worst <= tol:
-            failures.append(f"{name}: max |{rule.output} diff| {worst:.3g} > tolerance {tol:g}")
+            failures.append(f"{name}: max |{output} diff| {worst:.3g} > tolerance {tol:g}")
         if disagree_far:
             failures.append(
                 f"{name}: {disagree_far} decision(s) differ from eager on "
@@ -283,11 +249,15 @@ def check_parity(
         },
         "eager_vs_evaluation": {"max_abs_diff": end_to_end, "tolerance": tol},
         "eager_batch_1_vs_batch_n": _diff(reference[1], ref),
-        "thresholds": {"id": glob.get("id"), rule.lower: accept, rule.upper: reject},
+        "thresholds": {
+            "id": glob.id,
+            "review_at_or_above": glob.review_at_or_above,
+            "threshold": glob.threshold,
+        },
         "near_threshold_samples": int(near.sum()),
         "decisions": {
-            d: int((rule.decide(values[options.batch_size], accept, reject) == d).sum())
-            for d in rule.labels
+            d: int((thresholds.decide(values[options.batch_size]) == d).sum())
+            for d in thresholds.decision.labels
         },
         "formats": formats,
     }

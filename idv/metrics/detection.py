@@ -160,15 +160,16 @@ def detection_report(
     scores: Sequence[float],
     labels: Sequence[int],
     species: Sequence[str],
-    threshold: float,
+    threshold: float | None,
     threshold_name: str,
     apcer_targets: Sequence[float] = (0.01, 0.05, 0.10),
     bpcer_targets: Sequence[float] = (0.01,),
     subjects: Sequence | None = None,
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
 ) -> dict[str, float | NotSupported]:
-    """Flat headline metrics; thresholded figures carry `threshold_name` in their key. An
-    operating point the data cannot resolve is a NotSupported, never a number."""
+    """Flat headline metrics; thresholded figures carry `threshold_name` in their key (none
+    when `threshold` is None). An operating point the data cannot resolve is a NotSupported,
+    never a number."""
     result: dict[str, float | NotSupported] = {
         "auc": auc(scores, labels),
         "eer": eer(scores, labels).rate,
@@ -182,6 +183,8 @@ def detection_report(
         result[f"apcer_at_bpcer_{pct(target)}"] = apcer_at_bpcer(
             scores, labels, species, target, subjects, min_subjects
         )
+    if threshold is None:
+        return result
     per_species = apcer_per_species(scores, labels, species, threshold)
     for name, value in per_species.items():
         result[f"apcer_{name}@{threshold_name}"] = value

@@ -20,27 +20,23 @@ import numpy as np
 import pandas as pd
 
 from idv.metrics.resolution import DEFAULT_MIN_SUBJECTS, NotSupported, check_resolution
+from idv.score_tables import SEARCH_COLUMNS, validate_search_table
 
-SEARCH_COLUMNS = (
-    "search_id",
-    "probe_sample_id",
-    "probe_subject_id",
-    "mated",
-    "rank",
-    "candidate_subject_id",
-    "score",
-)
+__all__ = ["SEARCH_COLUMNS", "cmc", "fnir", "fnir_at_fpir", "fpir", "identification_report"]
 DEFAULT_FPIR_TARGETS = (0.003, 0.01, 0.001)  # NIST's headline first
 
 
 def searches(table: pd.DataFrame) -> pd.DataFrame:
     """One row per search (index search_id): probe_subject_id, mated, acquired, top_score
     (-inf when nothing was returned), mate_rank (inf when the mate is absent) and mate_score
-    (-inf when absent), after validating the table."""
-    candidates = _validate(table)
-    t = table.assign(mated=_bools(table["mated"], "mated"), acquired=_acquired(table))
+    (-inf when absent), after validating the table (`idv.score_tables`; one split)."""
+    t = validate_search_table(table, table.attrs.get("source"))
+    if "split" in t.columns and t["split"].nunique() > 1:
+        raise ValueError(
+            f"the search table holds splits {sorted(t['split'].unique())}: judge one at a time"
+        )
     out = t.groupby("search_id", sort=True)[["probe_subject_id", "mated", "acquired"]].first()
-    got = t[candidates]
+    got = t[t["acquired"] & t["rank"].notna()]
     out["top_score"] = (
         got.groupby("search_id")["score"].max().reindex(out.index, fill_value=-np.inf)
     )
@@ -55,8 +51,7 @@ def searches(table: pd.DataFrame) -> pd.DataFrame:
 def fnir(table: pd.DataFrame, threshold: float, rank: int | None = None) -> float:
     """FNIR(N, R, T): share of mated searches without the mate at rank <= `rank` (None: any
     rank of the candidate list) with score >= `threshold`."""
-    mated = _mated(searches(table))
-    return float(1.0 - _hits(mated, threshold, rank).mean())
+    return _misses(_mated(searches(table)), threshold, rank)
 
 
 def fpir(table: pd.DataFrame, threshold: float) -> float:
@@ -65,10 +60,17 @@ def fpir(table: pd.DataFrame, threshold: float) -> float:
     return float(((top >= threshold) & (top > -np.inf)).mean())  # -inf: nothing returned
 
 
-def threshold_at_fpir(table: pd.DataFrame, fpir_target: float) -> float:
-    """The smallest threshold with FPIR <= `fpir_target`, chosen on the non-mated searches'
-    top scores (candidates: each distinct top score and +inf, where FPIR = 0)."""
-    return _threshold(_non_mated(searches(table))["top_score"].to_numpy(), fpir_target)
+def threshold_at_fpir(table: pd.DataFrame, fpir_target: float, rank: int | None = None) -> float:
+    """The smallest threshold with FPIR <= `fpir_target`, hence the lowest FNIR(N, `rank`, T)
+    that meets it (the convention of `verification.threshold_at_fmr`).
+
+    Candidates are every score that matters (the mates' scores of mated searches, the top
+    scores of non-mated ones) and +inf (where FPIR = 0): FPIR changes only at a non-mated top
+    score and FNIR only at a mate's score, so every achievable (FNIR, FPIR) pair is reached at
+    one of them. A search is a match when a candidate's score >= T.
+    """
+    per_search = searches(table)
+    return _threshold(_mated(per_search), _non_mated(per_search), fpir_target, rank)
 
 
 def fnir_at_fpir(
@@ -139,21 +141,37 @@ def _fnir_at_fpir(
     )
     if verdict is not None:
         return verdict
-    threshold = _threshold(non_mated["top_score"].to_numpy(), fpir_target)
-    return float(1.0 - _hits(mated, threshold, rank).mean())
+    return _misses(mated, _threshold(mated, non_mated, fpir_target, rank), rank)
 
 
-def _threshold(top: np.ndarray, fpir_target: float) -> float:
+def _threshold(
+    mated: pd.DataFrame, non_mated: pd.DataFrame, fpir_target: float, rank: int | None
+) -> float:
+    """See `threshold_at_fpir`: the smallest candidate threshold whose FPIR meets the target."""
+    top = non_mated["top_score"].to_numpy()
     returned = np.sort(top[top > -np.inf])  # a search that returned nothing never counts
-    t = np.append(np.unique(returned), np.inf)
+    limit = np.inf if rank is None else rank
+    mates = mated["mate_score"].to_numpy()[mated["mate_rank"].to_numpy() <= limit]
+    t = np.append(np.unique(np.concatenate([returned, mates[mates > -np.inf]])), np.inf)
     # Counts over n, not 1 - share: 3/1000 must compare equal to a 0.003 target.
     rate = (len(returned) - np.searchsorted(returned, t, side="left")) / len(top)
     return float(t[np.argmax(rate <= fpir_target)])  # FPIR falls with t and is 0 at +inf
 
 
 def _hits(mated: pd.DataFrame, threshold: float, rank: int | None) -> np.ndarray:
+    """The mate was returned (a finite rank), at rank <= `rank`, with score >= `threshold`."""
+    mate_rank = mated["mate_rank"].to_numpy()
     limit = np.inf if rank is None else rank
-    return (mated["mate_rank"].to_numpy() <= limit) & (mated["mate_score"].to_numpy() >= threshold)
+    return (
+        np.isfinite(mate_rank)
+        & (mate_rank <= limit)
+        & (mated["mate_score"].to_numpy() >= threshold)
+    )
+
+
+def _misses(mated: pd.DataFrame, threshold: float, rank: int | None) -> float:
+    """FNIR as a count over n (not 1 - share: 3/10 must compare equal to a 0.3 bound)."""
+    return float((~_hits(mated, threshold, rank)).mean())
 
 
 def _mated(per_search: pd.DataFrame) -> pd.DataFrame:
@@ -168,89 +186,3 @@ def _non_mated(per_search: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         raise ValueError("the search table has no non-mated searches")
     return out
-
-
-def _acquired(table: pd.DataFrame) -> np.ndarray:
-    if "acquired" not in table.columns:
-        return np.ones(len(table), dtype=bool)
-    return _bools(table["acquired"], "acquired")
-
-
-def _bools(column: pd.Series, name: str) -> np.ndarray:
-    """A boolean array from booleans or 0/1 (NaN, None and other values are errors)."""
-    if not column.isin([True, False]).all():  # isin(True) also takes 1 and 1.0
-        raise ValueError(f"{name} must be boolean (or 0/1), got {column.unique()[:5].tolist()}")
-    return column.to_numpy().astype(bool)
-
-
-def _validate(table: pd.DataFrame) -> np.ndarray:
-    """Clear errors, naming the column or search_id, for tables that would mislead; returns
-    the mask of rows that are returned candidates of acquired searches."""
-    missing = [c for c in SEARCH_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"search table lacks columns {missing}")
-    if table.empty:
-        raise ValueError("the search table is empty")
-    for column in ("search_id", "probe_subject_id"):
-        if table[column].isna().any():
-            rows = np.nonzero(table[column].isna().to_numpy())[0][:5].tolist()
-            raise ValueError(f"{column} is missing at rows {rows}")
-    mated = _bools(table["mated"], "mated")
-    acquired = _acquired(table)
-    per_probe = ["probe_sample_id", "probe_subject_id", "mated", "acquired"]
-    varies = (
-        table.assign(mated=mated, acquired=acquired)
-        .groupby("search_id", sort=True)[per_probe]
-        .nunique(dropna=False)
-    )
-    for column in per_probe:
-        if (varies[column] > 1).any():
-            ids = varies.index[varies[column] > 1][:5].tolist()
-            raise ValueError(f"{column} differs within search_id {ids}: each search has one probe")
-    empty = (
-        acquired & table[["rank", "candidate_subject_id", "score"]].isna().all(axis=1).to_numpy()
-    )
-    if empty.any():
-        rows = table.groupby("search_id")["search_id"].transform("size").to_numpy()
-        alone = empty & (rows == 1)
-        if (empty & ~alone).any():
-            ids = table["search_id"][empty & ~alone].unique()[:5].tolist()
-            raise ValueError(
-                f"search_id {ids} has an empty candidate row next to candidates: an empty "
-                "candidate list is one row with rank, candidate_subject_id and score empty"
-            )
-    candidates = acquired & ~empty
-    got = table[candidates]
-    scores = got["score"].to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isfinite(scores).all():
-        ids = got["search_id"][~np.isfinite(scores)].unique()[:5].tolist()
-        raise ValueError(
-            f"score is NaN or infinite in search_id {ids}: mark a failure to acquire with "
-            "acquired=False instead"
-        )
-    ranks = got["rank"].to_numpy(dtype=np.float64, na_value=np.nan)
-    if not (np.isfinite(ranks) & (ranks == np.round(ranks))).all():
-        ids = got["search_id"][~(np.isfinite(ranks) & (ranks == np.round(ranks)))].unique()
-        raise ValueError(f"rank must be a whole number in search_id {ids[:5].tolist()}")
-    ordered = got.assign(rank=ranks).sort_values(["search_id", "rank"], kind="stable")
-    expected = ordered.groupby("search_id").cumcount().to_numpy() + 1
-    wrong = ordered["search_id"][ordered["rank"].to_numpy() != expected].unique()
-    if len(wrong):
-        raise ValueError(
-            f"ranks must run 1, 2, 3, ... without gaps or repeats in search_id {wrong[:5].tolist()}"
-        )
-    rises = ordered.groupby("search_id")["score"].diff().to_numpy() > 0
-    if rises.any():
-        ids = ordered["search_id"][rises].unique()[:5].tolist()
-        raise ValueError(
-            f"score rises with rank in search_id {ids}: rank 1 must be the best (highest "
-            "similarity) candidate"
-        )
-    non_mated = ~mated[candidates]
-    enrolled = non_mated & (got["candidate_subject_id"] == got["probe_subject_id"]).to_numpy()
-    if enrolled.any():
-        raise ValueError(
-            f"non-mated search_id {got['search_id'][enrolled].unique()[:5].tolist()} returns "
-            "the probe's own subject: it is mated, or the gallery is not what the table says"
-        )
-    return candidates

@@ -25,16 +25,19 @@ from idv.metrics.resolution import (
     check_resolution,
     count_subjects,
 )
+from idv.score_tables import COMPARISON_COLUMNS, validate_comparison_table
 
-COMPARISON_COLUMNS = (
-    "comparison_id",
-    "sample_id_a",
-    "sample_id_b",
-    "subject_id_a",
-    "subject_id_b",
-    "genuine",
-    "score",
-)
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "fnmr_at_fmr",
+    "fnmr_fmr",
+    "generalised_similarities",
+    "tar_at_far",
+    "threshold_at_fmr",
+    "verification_eer",
+    "verification_report",
+]
+
 DEFAULT_FMR_TARGETS = (1e-2, 1e-3, 1e-4)
 
 
@@ -112,9 +115,13 @@ def tar_at_far(
     subjects: Sequence | np.ndarray | None = None,
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
 ) -> float | NotSupported:
-    """True accept rate (1 - FNMR) at FMR <= `max_far`; same resolution rules as fnmr_at_fmr."""
-    fnmr = fnmr_at_fmr(scores, genuine, max_far, subjects, min_subjects)
-    return fnmr if isinstance(fnmr, NotSupported) else 1.0 - fnmr
+    """True accept rate (1 - FNMR, counted: accepted genuine over genuine) at FMR <= `max_far`;
+    same resolution rules as fnmr_at_fmr."""
+    s, g = _comparisons(scores, genuine)
+    verdict = check_resolution(max_far, int((~g).sum()), count_subjects(subjects, ~g), min_subjects)
+    if verdict is not None:
+        return verdict
+    return float((s[g] >= threshold_at_fmr(s, g, max_far)).mean())
 
 
 def verification_eer(scores: Sequence[float], genuine: Sequence[bool]) -> EER:
@@ -158,9 +165,8 @@ def verification_report(
     result["eer"] = point.rate
     result["eer_threshold"] = point.threshold
     for target in fmr_targets:
-        fnmr = fnmr_at_fmr(s, g, target, pairs, min_subjects)
-        result[f"fnmr_at_fmr_{target:.0e}"] = fnmr
-        result[f"tar_at_far_{target:.0e}"] = fnmr if isinstance(fnmr, NotSupported) else 1.0 - fnmr
+        result[f"fnmr_at_fmr_{target:.0e}"] = fnmr_at_fmr(s, g, target, pairs, min_subjects)
+        result[f"tar_at_far_{target:.0e}"] = tar_at_far(s, g, target, pairs, min_subjects)
     return result
 
 
@@ -193,35 +199,10 @@ def _comparisons(scores: Sequence[float], genuine: Sequence[bool]) -> tuple[np.n
 def _comparison_table(
     table: pd.DataFrame,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(genuine, generalised scores, (subject_a, subject_b) pairs, acquired), validated."""
-    missing = [c for c in COMPARISON_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"comparison table lacks columns {missing}")
-    ids = table["comparison_id"]
-    if ids.duplicated().any():
-        raise ValueError(f"comparison_id repeats: {ids[ids.duplicated()].unique()[:5].tolist()}")
-    g = _bools(table["genuine"].to_numpy(), "genuine")
-    unnamed = table[["subject_id_a", "subject_id_b"]].isna().any(axis=1).to_numpy()
-    if unnamed.any():
-        raise ValueError(f"subject id missing at comparison_id {ids[unnamed].tolist()[:5]}")
-    same = (table["subject_id_a"] == table["subject_id_b"]).to_numpy()
-    if (g != same).any():
-        raise ValueError(
-            "genuine disagrees with subject_id_a == subject_id_b at comparison_id "
-            f"{ids[g != same].tolist()[:5]}"
-        )
-    acquired = (
-        _bools(table["acquired"].to_numpy(), "acquired")
-        if "acquired" in table.columns
-        else np.ones(len(table), dtype=bool)
-    )
-    raw = table["score"].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = acquired & ~np.isfinite(raw)
-    if bad.any():
-        raise ValueError(
-            f"score is NaN or infinite at comparison_id {ids[bad].tolist()[:5]}: mark a "
-            "failure to acquire with acquired=False instead"
-        )
-    s = generalised_similarities(raw, acquired)
-    pairs = table[["subject_id_a", "subject_id_b"]].to_numpy(dtype=object)
-    return g, s, pairs, acquired
+    """(genuine, generalised scores, (subject_a, subject_b) pairs, acquired), validated by the
+    comparison table's contract (`idv.score_tables`)."""
+    t = validate_comparison_table(table, table.attrs.get("source"))
+    acquired = t["acquired"].to_numpy()
+    s = generalised_similarities(t["score"].to_numpy(), acquired)
+    pairs = t[["subject_id_a", "subject_id_b"]].to_numpy(dtype=object)
+    return t["genuine"].to_numpy(), s, pairs, acquired

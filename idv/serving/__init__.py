@@ -17,6 +17,6 @@ A matching bundle (face_match) embeds aligned face crops instead:
     faces.identify(["probe.jpg"], gallery, k=5)       # top-k candidates with decisions
 """
 
-from idv.serving.bundle import Bundle, BundleError, decide_similarities, load_bundle, verify_bundle
+from idv.serving.bundle import Bundle, BundleError, load_bundle, verify_bundle
 
-__all__ = ["Bundle", "BundleError", "decide_similarities", "load_bundle", "verify_bundle"]
+__all__ = ["Bundle", "BundleError", "load_bundle", "verify_bundle"]

@@ -15,13 +15,13 @@ A bundle (written by `idv.export`) is one directory:
 naming it), then loads one backend. What a bundle does depends on its task kind
 (thresholds.json's `kind`):
 
-- detection (pad, ...): `score` images (P(attack)), `decide` on them. Decisions follow
-  thresholds.json's rule: score < accept_below -> accept; score >= reject_at_or_above ->
-  reject; otherwise review; no score (NaN, a failure to acquire) -> reject.
+- detection (pad, ...): `score` images (P(attack)), `decide` on them;
 - matching (face_match): `embed` aligned face crops into unit-norm embeddings, `verify` pairs
-  (similarity = dot product; similarity >= match_at_or_above -> match; review_at_or_above <=
-  similarity < match_at_or_above -> review; otherwise, or NaN (a failure to acquire) ->
-  non_match), `identify` probes against an `idv.serving.gallery.Gallery` (1:N).
+  (similarity = dot product) at the 1:1 threshold, `identify` probes against an
+  `idv.serving.gallery.Gallery` (1:N) at the 1:N (FPIR) threshold.
+Decisions follow thresholds.json's one rule (`idv.thresholds`): score >= threshold -> reject /
+match; review_at_or_above <= score < threshold -> review; below -> accept / non_match; NaN (a
+failure to acquire: nothing could be scored) -> reject / non_match.
 Calling the other kind's methods is an error that names the right ones.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +38,12 @@ import numpy as np
 from idv.hashing import sha256_file
 from idv.serving.backends import BACKENDS, MODEL_FILES, load_backend
 from idv.serving.preprocess import prepare
+from idv.thresholds import Thresholds, ThresholdsError
 
 if TYPE_CHECKING:  # faiss only where a gallery is used
     from idv.serving.gallery import Gallery
 
 SUMS_FILE = "SHA256SUMS"
-DECISIONS = ("accept", "review", "reject")
-MATCH_DECISIONS = ("match", "review", "non_match")
 KINDS = ("detection", "matching")
 NORM_TOLERANCE = 1e-3  # a precomputed embedding further than this off unit norm is refused
 
@@ -109,45 +108,6 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, str]:
     return listed
 
 
-def primary_thresholds(thresholds: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The entries of thresholds.json at the primary operating point (global + per segment)."""
-    entries = [
-        e
-        for e in thresholds.get("thresholds", [])
-        if e.get("operating_point", {}).get("primary", False)
-    ]
-    if not any(e["segment"]["column"] is None for e in entries):
-        raise BundleError("thresholds.json has no global threshold at the primary operating point")
-    return entries
-
-
-def decide_scores(
-    scores: np.ndarray, accept_below: np.ndarray | float, reject_at_or_above: np.ndarray | float
-) -> np.ndarray:
-    """accept / review / reject per score (NaN = failure to acquire = reject); as in
-    idv.calibration.thresholds.decide."""
-    s = np.asarray(scores, dtype=np.float64)
-    out = np.full(s.shape, "review", dtype=object)
-    out[s < accept_below] = "accept"
-    out[(s >= reject_at_or_above) | np.isnan(s)] = "reject"
-    return out
-
-
-def decide_similarities(
-    similarities: np.ndarray,
-    review_at_or_above: np.ndarray | float,
-    match_at_or_above: np.ndarray | float,
-) -> np.ndarray:
-    """match / review / non_match per similarity (NaN = failure to acquire = non_match); as in
-    idv.calibration.matching's rule."""
-    s = np.asarray(similarities, dtype=np.float64)
-    out = np.full(s.shape, "non_match", dtype=object)
-    ok = ~np.isnan(s)
-    out[ok & (s >= review_at_or_above)] = "review"
-    out[ok & (s >= match_at_or_above)] = "match"
-    return out
-
-
 class Bundle:
     """A verified bundle with one loaded backend: `score` / `decide` (detection bundles) or
     `embed` / `verify` / `identify` (matching bundles)."""
@@ -158,21 +118,18 @@ class Bundle:
         self.path = Path(path)
         self.checksums = verify_bundle(self.path)
         self.preprocess = self._json("preprocess.json")
-        self.thresholds = self._json("thresholds.json")
+        if "thresholds.json" not in self.checksums:
+            raise BundleError(f"bundle {self.path} has no thresholds.json")
+        try:
+            self.thresholds = Thresholds.load(self.path / "thresholds.json")
+        except ThresholdsError as err:
+            raise BundleError(f"bundle {self.path}: {err}") from err
         self.backend_name = backend
         model_file = self.path / MODEL_FILES[backend]
         if MODEL_FILES[backend] not in self.checksums:
             raise BundleError(f"bundle {self.path} has no {MODEL_FILES[backend]} ({backend})")
         self.backend = load_backend(backend, model_file, threads)
-        entries = primary_thresholds(self.thresholds)
-        self.global_entry = next(e for e in entries if e["segment"]["column"] is None)
-        self.segment_entries = {
-            (e["segment"]["column"], str(e["segment"]["value"])): e
-            for e in entries
-            if e["segment"]["column"] is not None
-        }
-        self.segment_columns = list(self.thresholds.get("segment_columns") or [])
-        self.kind = str(self.thresholds.get("kind", "detection"))
+        self.kind = self.thresholds.kind
         if self.kind not in KINDS:
             raise BundleError(f"bundle {self.path}: unknown kind {self.kind!r} in thresholds.json")
 
@@ -218,50 +175,16 @@ class Bundle:
             [self.backend(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
         )
 
-    def thresholds_for(self, segment: Any = None) -> dict[str, Any]:
-        """The primary-operating-point entry of thresholds.json for one segment: the entry whose
-        segment value matches (first matching column in thresholds.json's `segment_columns`
-        order), else the global one. `segment` is None, a mapping {column: value} (columns that
-        were not calibrated per segment are ignored), or a bare value when thresholds.json has
-        a single segment column."""
-        if segment is None or not self.segment_columns:
-            return self.global_entry
-        if not isinstance(segment, Mapping):
-            if len(self.segment_columns) != 1:
-                raise ValueError(
-                    f"segment {segment!r}: give a mapping {{column: value}}; thresholds.json "
-                    f"has segment columns {self.segment_columns}"
-                )
-            segment = {self.segment_columns[0]: segment}
-        for column in self.segment_columns:
-            if column in segment and segment[column] is not None:
-                entry = self.segment_entries.get((column, str(segment[column])))
-                if entry is not None:
-                    return entry
-        return self.global_entry
-
     def decide(self, scores_or_images: Any, segment: Any = None) -> np.ndarray:
-        """'accept' / 'review' / 'reject' per sample, at the primary operating point.
+        """'accept' / 'review' / 'reject' per sample, at the primary operating point
+        (`idv.thresholds.Thresholds.decide`).
 
         Scores are a 1-D float sequence (NaN = failure to acquire = reject); anything else is
-        scored first (see `score`). `segment` is one segment for all samples (see
-        `thresholds_for`) or a sequence of them, one per sample.
+        scored first (see `score`). `segment` is one segment for all samples ({column: value},
+        or a bare value with one segment column) or a sequence of them, one per sample.
         """
         self._require("detection", "decide")
-        scores = self._scores(scores_or_images)
-        entries = self._entries(segment, len(scores))
-        accept = np.array([e["decision"]["accept_below"] for e in entries], np.float64)
-        reject = np.array([e["decision"]["reject_at_or_above"] for e in entries], np.float64)
-        return decide_scores(scores, accept, reject)
-
-    def _entries(self, segment: Any, n: int) -> list[dict[str, Any]]:
-        """The thresholds.json entry of each of n samples: one segment for all, or one each."""
-        if segment is None or isinstance(segment, Mapping | str) or np.isscalar(segment):
-            return [self.thresholds_for(segment)] * n
-        segment = list(segment)
-        if len(segment) != n:
-            raise ValueError(f"{len(segment)} segments for {n} samples")
-        return [self.thresholds_for(s) for s in segment]
+        return self.thresholds.decide(self._scores(scores_or_images), segment)
 
     # ------------------------------------------------------------------------- matching
 
@@ -301,14 +224,10 @@ class Bundle:
         return self.embed(x)
 
     def decide_similarities(self, similarities: Any, segment: Any = None) -> np.ndarray:
-        """'match' / 'review' / 'non_match' per similarity at the primary operating point
+        """'match' / 'review' / 'non_match' per similarity at the primary 1:1 operating point
         (NaN = failure to acquire = non_match); `segment` as in `decide`."""
         self._require("matching", "decide_similarities")
-        sims = np.atleast_1d(np.asarray(similarities, dtype=np.float64))
-        entries = self._entries(segment, len(sims))
-        review = np.array([e["decision"]["review_at_or_above"] for e in entries], np.float64)
-        match = np.array([e["decision"]["match_at_or_above"] for e in entries], np.float64)
-        return decide_similarities(sims, review, match)
+        return self.thresholds.decide(np.asarray(similarities, dtype=np.float64), segment)
 
     def verify(self, a: Any, b: Any, segment: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """1:1 verification of pairs (a[i], b[i]): (similarities float32 (N,), decisions (N,)
@@ -331,30 +250,24 @@ class Bundle:
         probes: Any,
         gallery: Gallery,
         k: int = 5,
-        segment: Any = None,
         distinct_ids: bool = True,
     ) -> list[list[dict[str, Any]]]:
         """1:N search: for each probe (images or embeddings, as `verify` takes), its top-k
         gallery candidates, best first, as dicts {"rank", "id", "similarity", "decision",
-        "row"}; `decision` is the 1:1 verification rule of thresholds.json applied to the
-        candidate's similarity ('match' / 'review' / 'non_match'). That threshold was
-        calibrated for 1:1 comparisons: the chance that some candidate of a non-mated search
-        clears it (FPIR) grows with the gallery size. `distinct_ids` (default) gives the best
+        "row"}. `decision` applies the 1:N threshold of thresholds.json (its `fpir` entry,
+        calibrated on calib searches so that the share of non-mated searches returning a
+        'match' meets the FPIR target; the 1:1 threshold would let that share grow with the
+        gallery): 'match' / 'review' / 'non_match'. `distinct_ids` (default) gives the best
         image per enrolled identity; padding of approximate indexes is left out, so a probe
         may get fewer than k candidates. The gallery holds embeddings of this model."""
         self._require("matching", "identify")
         embeddings = self._embeddings(probes)
         result = gallery.search(embeddings, k, distinct_ids=distinct_ids)
-        entries = self._entries(segment, len(embeddings))
         out: list[list[dict[str, Any]]] = []
-        for i, entry in enumerate(entries):
+        for i in range(len(embeddings)):
             valid = result.valid[i]
             scores = result.scores[i][valid]
-            decisions = decide_similarities(
-                scores,
-                entry["decision"]["review_at_or_above"],
-                entry["decision"]["match_at_or_above"],
-            )
+            decisions = self.thresholds.decide(scores, metric="fpir")
             out.append(
                 [
                     {
