@@ -25,6 +25,16 @@ for metrics in sorted(pathlib.Path("outputs").glob("*/evaluate/metrics.json")):
         elif isinstance(value, float):
             value = f"{value:.4f}"
         print(f"  {key:45s} {value}{ci}")
+
+from idv.thresholds import Thresholds
+
+for file in sorted(pathlib.Path("outputs").glob("*/calibrate/thresholds.json")):
+    thresholds = Thresholds.load(file)
+    print(f"\n{file.parts[1]}: calibrated thresholds (chosen on calib) and their test rates")
+    for metric in thresholds.metrics:
+        e = thresholds.global_entry(metric)
+        rates = ", ".join(f"{k} {r}" for k, r in e.test.rates.items() if "/" not in k)
+        print(f"  {metric} <= {e.operating_point.max:g}: threshold {e.threshold:.4f}; {rates}")
 PY
 echo
 echo "pipeline done in $((SECONDS - start)) s."

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig):
     """Load the manifest and the files, benchmark, write the outputs, print the tables."""
     from idv.data.manifest import Manifest
-    from idv.evaluation.benchmark import read_vendor_file, write_outputs
+    from idv.evaluation.benchmark_io import read_vendor_file, write_outputs
 
     kind, mode = cfg.task.kind, cfg.get("mode")
     if kind == "detection":
@@ -114,7 +114,7 @@ def _ours(cfg: DictConfig, kind: str):
 
 
 def _print(result, title: str) -> None:
-    from idv.evaluation.benchmark import headline_frame
+    from idv.evaluation.benchmark_io import headline_frame
 
     console = Console()
     headline = headline_frame(result).drop(columns=["segment", "group"])

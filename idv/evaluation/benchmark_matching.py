@@ -30,62 +30,51 @@ Score direction: a provider whose scores are distances declares `score_direction
 higher_is_different` (file metadata, CSV side-car or config, as for detection), optionally with
 its `score_range`; its scores are flipped (lo + hi - s, or -s without a range), which keeps
 every rate. A declared `score_range` is checked; without one, any finite score is accepted.
+
+This module holds only what the two matching kinds bring to the shared engine
+(`benchmark_core`): their owned items, how a vendor file's rows find them (a comparison by id or
+unordered pair; a search's candidate rows reduced by `idv.metrics.identification.searches` to
+one score per probe: the mate's when mated, the top one when not, so FNIR at an FPIR target is
+FNMR at an FMR target with label = mated), their statistics, rates and notes.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from idv.data.comparisons import COMPARISON_PROTOCOLS, comparison_pairs, search_protocol
-from idv.evaluation.benchmark import (
-    _COMPARISON_COLUMNS,
+from idv.evaluation.benchmark_core import (
     OURS,
-    OVERALL,
     AlignedProvider,
     BenchmarkResult,
-    _acquired,
-    _Bootstrap,
-    _comparison_row,
+    Kind,
+    Rate,
+    RowFormat,
+    ScoreOptions,
+    Statistic,
+    VendorRows,
     _first,
-    _latency_cost,
-    _mcnemar,
-    _merge,
-    _numeric,
-    _put,
-    _row_error,
-    _sources,
-    declared_options,
+    align_rows,
+    declarations,
+    ours_as_vendor,
     require_rows,
+    run,
+    scored_rows,
+    split_rows,
 )
-from idv.metrics.bootstrap import (
-    Interval,
-    bootstrap_curve,
-    bootstrap_rate,
-    eer_statistic,
-    fnmr_at_fmr_statistic,
-    paired_bootstrap_difference,
-    paired_rate_difference,
-)
+from idv.metrics.bootstrap import eer_statistic, fnmr_at_fmr_statistic
 from idv.metrics.identification import searches
-from idv.metrics.resolution import NotSupported, check_resolution, count_subjects
 from idv.score_tables import validate_comparison_table, validate_search_table
-
-log = logging.getLogger(__name__)
 
 HIGHER_IS_SIMILAR = "higher_is_similar"
 HIGHER_IS_DIFFERENT = "higher_is_different"
 MATCHING_DIRECTIONS = (HIGHER_IS_SIMILAR, HIGHER_IS_DIFFERENT)
-MODES = ("comparison", "search")
-_MATCH = {
-    **dict.fromkeys(("match", "1", "1.0", "true"), 1.0),
-    **dict.fromkeys(("non_match", "nonmatch", "non-match", "no_match", "0", "0.0", "false"), 0.0),
-}
 _PAIR_KEYS = ("sample_id_a", "sample_id_b")
 _SEARCH_KEYS = ("probe_sample_id", "rank")
 _SEARCH_COLUMNS = ("probe_sample_id", "rank", "candidate_subject_id", "score")
@@ -101,14 +90,16 @@ def fnir_key(target: float) -> str:
     return f"fnir_at_fpir_{target:.0e}"
 
 
-# ----------------------------------------------------------------------------------- records
+# ------------------------------------------------------------------------------ score options
 
 
 @dataclass(frozen=True)
-class MatchingOptions:
+class MatchingOptions(ScoreOptions):
     """How to read one provider's matching scores: similarities (default) or distances, and
     their declared range (None: not checked)."""
 
+    directions: ClassVar[tuple[str, ...]] = MATCHING_DIRECTIONS
+    directions_hint: ClassVar[str] = " (matching scores are similarities or distances)"
     score_direction: str = HIGHER_IS_SIMILAR
     score_range: tuple[float, float] | None = None
 
@@ -121,73 +112,33 @@ class MatchingOptions:
         lo, hi = self.score_range
         return lo + hi - raw
 
-
-def matching_options(
-    provider: str,
-    source: str,
-    declared: Mapping[str, object] | None = None,
-    configured: Mapping[str, object] | None = None,
-) -> MatchingOptions:
-    """Options from the file's declarations and the config (a conflict is an error)."""
-    merged = declared_options(provider, source, declared, configured)
-    direction = merged.get("score_direction", HIGHER_IS_SIMILAR)
-    if direction not in MATCHING_DIRECTIONS:
-        raise ValueError(
-            f"{source}: provider {provider!r}: score_direction {direction!r} is not one of "
-            f"{MATCHING_DIRECTIONS} (matching scores are similarities or distances)"
-        )
-    return MatchingOptions(str(direction), merged.get("score_range"))
+    def oriented(self, rows: VendorRows, raw: np.ndarray, at: np.ndarray, name: str) -> np.ndarray:
+        """Similarities of the answered rows `at`: finite, within a declared range, flipped
+        for distances."""
+        values = rows.usable_scores(raw, at, name, _infinite, lambda v: f"score {float(v)!r}")
+        if self.score_range is not None:
+            rows.check_range(raw, at, name, self.score_range)
+        return self.similarities(values)
 
 
-@dataclass
-class AlignedSearches:
-    """One provider's searches on the owned probes (arrays in owned probe order).
+def _infinite(values: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(values)
 
-    `answered` is False for a failure to acquire (no row, or `acquired = False`); per probe,
-    `top_score` is the best candidate's similarity (-inf when nothing was returned or
-    unanswered), `mate_rank` the mate's rank (inf when absent) and `mate_score` its
-    similarity (-inf when absent), as `idv.metrics.identification.searches` reduces them.
-    """
 
-    name: str
-    sources: list[str]
-    present: np.ndarray
-    answered: np.ndarray
-    top_score: np.ndarray
-    mate_rank: np.ndarray
-    mate_score: np.ndarray
-    returned: np.ndarray
-    latency_ms: np.ndarray
-    cost: np.ndarray
-    has_latency: bool = False
-    has_cost: bool = False
-    options: MatchingOptions = field(default_factory=MatchingOptions)
-
-    def search_scores(self, mated: np.ndarray) -> np.ndarray:
-        """One score per search: the mate's for mated searches, the top one for non-mated
-        ones. FNIR(T) is then the share of mated below T and FPIR(T) the share of non-mated
-        at or above T: FNIR at an FPIR target is FNMR at an FMR target with label = mated."""
-        return np.where(mated, self.mate_score, self.top_score)
-
-    def rank_1_hits(self) -> np.ndarray:
-        return (self.mate_rank <= 1).astype(np.float64)
-
+matching_options = MatchingOptions.read
+_ROWS = RowFormat(
+    options=MatchingOptions.read,
+    positive=("match",),
+    negative=("non_match", "nonmatch", "non-match", "no_match"),
+    duplicate="duplicate comparison for provider {name!r} (first seen at row {first}); every "
+    "comparison is counted once",
+)
 
 # ------------------------------------------------------------------------------ owned items
 
 
 def _split_frame(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
-    """The split's rows in manifest order (as `Manifest.split`, what idv-evaluate scores)."""
-    missing = [c for c in ("sample_id", "subject_id", "split") if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"manifest: missing required column(s) {missing}")
-    frame = manifest[manifest["split"] == split].reset_index(drop=True)
-    if frame.empty:
-        raise ValueError(f"manifest: split {split!r} is empty; nothing to benchmark on")
-    if frame["sample_id"].duplicated().any():
-        row = _first(frame["sample_id"].duplicated().to_numpy())
-        raise ValueError(f"manifest: duplicate sample_id {frame['sample_id'].iloc[row]!r}")
-    return frame
+    return split_rows(manifest, split, ("sample_id", "subject_id", "split"))
 
 
 def owned_comparisons(
@@ -237,18 +188,6 @@ def owned_searches(
     return protocol.gallery, protocol.probes
 
 
-# -------------------------------------------------------------------------- shared checks
-
-
-def _provider_names(source: str, frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
-    if "provider" in frame.columns:
-        missing = frame["provider"].isna().to_numpy()
-        if missing.any():
-            raise _row_error(source, frame, _first(missing), "provider is empty", keys)
-        return frame["provider"].astype(str).to_numpy()
-    return np.full(len(frame), Path(source).stem, dtype=object)
-
-
 def _where_is(sample: str, split_of: Mapping[str, str], split: str) -> str:
     elsewhere = split_of.get(sample)
     if elsewhere is None:
@@ -256,141 +195,6 @@ def _where_is(sample: str, split_of: Mapping[str, str], split: str) -> str:
     if elsewhere != split:
         return f"sample {sample!r} belongs to split {elsewhere!r}"
     return ""
-
-
-def _scores(
-    source: str,
-    frame: pd.DataFrame,
-    raw: np.ndarray,
-    rows: np.ndarray,
-    name: str,
-    options: MatchingOptions,
-    keys: Sequence[str],
-) -> np.ndarray:
-    """Similarities of the answered `rows`: finite, within a declared range, flipped for
-    distances. Other rows are NaN."""
-    values = raw[rows]
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise _row_error(
-            source,
-            frame,
-            int(rows[_first(bad)]),
-            f"provider {name!r}: score {float(values[_first(bad)])!r} in an answered row; "
-            "mark a failure to acquire with acquired=False or leave the row out",
-            keys,
-        )
-    if options.score_range is not None:
-        lo, hi = options.score_range
-        out = (values < lo) | (values > hi)
-        if out.any():
-            i = int(rows[_first(out)])
-            raise _row_error(
-                source,
-                frame,
-                i,
-                f"provider {name!r}: score {float(raw[i])!r} outside the declared range "
-                f"[{lo:g}, {hi:g}]",
-                keys,
-            )
-    out = np.full(len(raw), np.nan)
-    out[rows] = options.similarities(values)
-    return out
-
-
-def _duplicate_check(
-    source: str,
-    frame: pd.DataFrame,
-    names: np.ndarray,
-    positions: np.ndarray,
-    what: str,
-    keys: Sequence[str],
-) -> None:
-    dup = pd.DataFrame({"p": names, "s": positions}).duplicated(keep="first").to_numpy()
-    if dup.any():
-        i = _first(dup)
-        first = _first((names == names[i]) & (positions == positions[i]))
-        raise _row_error(
-            source,
-            frame,
-            i,
-            f"duplicate {what} for provider {names[i]!r} (first seen at row {first}); every "
-            f"{what} is counted once",
-            keys,
-        )
-
-
-def _resolution(
-    targets: Sequence[float], n_trials: int, n_subjects: int, min_subjects: int, key
-) -> dict[str, NotSupported | None]:
-    return {key(t): check_resolution(t, n_trials, n_subjects, min_subjects) for t in targets}
-
-
-def _curve(
-    scores: np.ndarray | None,
-    labels: np.ndarray,
-    subjects: np.ndarray,
-    statistic,
-    boot: _Bootstrap,
-) -> Interval | None:
-    if scores is None:
-        return None
-    return bootstrap_curve(scores, labels, subjects, statistic, **boot.kwargs())
-
-
-def _views(
-    owned: pd.DataFrame, segments: Sequence[str], notes: list[str], what: str
-) -> list[tuple[str, str, np.ndarray]]:
-    views: list[tuple[str, str, np.ndarray]] = [(OVERALL, OVERALL, np.ones(len(owned), bool))]
-    for column in segments:
-        if column not in owned.columns:
-            notes.append(f"Segment column `{column}` is not among the {what}'s columns: skipped.")
-            log.warning("segment column %r not available; skipped", column)
-            continue
-        for group in sorted(owned[column].dropna().unique(), key=str):
-            views.append((column, str(group), (owned[column] == group).to_numpy()))
-    return views
-
-
-def _reference(
-    reference: str | None, names: Iterable[str], ours_given: bool, notes: list[str]
-) -> str | None:
-    names = sorted(names)
-    if reference is not None and reference not in names:
-        if reference == OURS and not ours_given:
-            notes.append("No score table of ours given: no paired comparison against `ours`.")
-            return None
-        raise ValueError(f"reference provider {reference!r} is not among the providers {names}")
-    return reference
-
-
-def _unresolved_notes(
-    unresolved: Mapping[tuple[str, str], Mapping[str, NotSupported | None]],
-    notes: list[str],
-    items: str,
-) -> None:
-    """One note per operating point the overall view cannot resolve, one for the segments."""
-    for key, verdict in unresolved.get((OVERALL, OVERALL), {}).items():
-        if verdict is not None:
-            notes.append(f"`{key}` not resolved by the owned {items} (NaN): {verdict.reason}.")
-    overall = unresolved.get((OVERALL, OVERALL), {})
-    per_segment: dict[tuple[str, str], list[str]] = {}
-    for (column, group), found in unresolved.items():
-        for key, verdict in found.items():
-            if column != OVERALL and verdict is not None and overall.get(key) is None:
-                per_segment.setdefault((key, column), []).append(group)
-    if per_segment:
-        shown = "; ".join(f"`{k}` in {c} {', '.join(g)}" for (k, c), g in per_segment.items())
-        notes.append(f"Not resolved within these segment groups (NaN there): {shown}.")
-
-
-def _check_options(options: Mapping[str, object], names: Iterable[str]) -> None:
-    unknown = sorted(set(options) - set(names))
-    if unknown:
-        raise ValueError(
-            f"config providers {unknown} match no provider in the files "
-            f"(providers: {sorted(names)})"
-        )
 
 
 # ------------------------------------------------------------------------ 1:1 comparisons
@@ -405,25 +209,6 @@ def _pair_keys(a: pd.Series, b: pd.Series) -> pd.Index:
     return pd.Index(low + "\x1f" + high)
 
 
-def _match_decisions(
-    source: str, frame: pd.DataFrame, rows: np.ndarray, keys: Sequence[str]
-) -> np.ndarray:
-    text = frame["decision"].iloc[rows].map(lambda v: str(v).strip().lower() if pd.notna(v) else "")
-    parsed = text.map(_MATCH).to_numpy(dtype=np.float64)
-    bad = np.isnan(parsed)
-    if bad.any():
-        i = int(rows[_first(bad)])
-        raise _row_error(
-            source,
-            frame,
-            i,
-            f"decision {frame['decision'].iloc[i]!r} not understood; use 'match' / "
-            "'non_match' or 1 / 0 (1 = match), or acquired=False for no answer",
-            keys,
-        )
-    return parsed
-
-
 def align_comparison_source(
     owned: pd.DataFrame,
     frame: pd.DataFrame,
@@ -436,7 +221,6 @@ def align_comparison_source(
     its providers (`split_of`: sample_id -> split of the whole manifest, to say where a stray
     sample belongs; `described`: the owned protocol, for messages)."""
     require_rows(source, frame)
-    frame = frame.reset_index(drop=True)
     by_id = "comparison_id" in frame.columns
     has_pair = all(c in frame.columns for c in _PAIR_KEYS)
     if not by_id and not has_pair:
@@ -445,25 +229,18 @@ def align_comparison_source(
             f"'sample_id_b' (columns: {list(frame.columns)}): a comparison file names each "
             "comparison by one or the other"
         )
-    if "score" not in frame.columns and "decision" not in frame.columns:
-        raise ValueError(
-            f"{source}: neither a 'score' nor a 'decision' column (columns: "
-            f"{list(frame.columns)}); a vendor file needs at least one"
-        )
-    keys = ("comparison_id",) if by_id else _PAIR_KEYS
-    names = _provider_names(source, frame, keys)
+    rows = scored_rows(source, frame, ("comparison_id",) if by_id else _PAIR_KEYS)
+    names, frame = rows.providers(), rows.frame
+    pairs = _pair_keys(owned["sample_id_a"], owned["sample_id_b"])
     if by_id:
-        missing = frame["comparison_id"].isna().to_numpy()
-        if missing.any():
-            raise _row_error(source, frame, _first(missing), "comparison_id is empty", keys)
+        rows.check(frame["comparison_id"].isna().to_numpy(), "comparison_id is empty")
         index = pd.Index(owned["comparison_id"].astype(str))
         positions = index.get_indexer(frame["comparison_id"].astype(str))
     else:
-        missing = frame[list(_PAIR_KEYS)].isna().any(axis=1).to_numpy()
-        if missing.any():
-            raise _row_error(source, frame, _first(missing), "sample_id_a or _b is empty", keys)
-        index = _pair_keys(owned["sample_id_a"], owned["sample_id_b"])
-        positions = index.get_indexer(_pair_keys(frame["sample_id_a"], frame["sample_id_b"]))
+        rows.check(
+            frame[list(_PAIR_KEYS)].isna().any(axis=1).to_numpy(), "sample_id_a or _b is empty"
+        )
+        positions = pairs.get_indexer(_pair_keys(frame["sample_id_a"], frame["sample_id_b"]))
     unknown = positions < 0
     if unknown.any():
         i = _first(unknown)
@@ -480,87 +257,24 @@ def align_comparison_source(
                     reasons.append(reason)
         what = "unknown comparison_id" if by_id else "unknown pair"
         why = f" ({'; '.join(reasons)})" if reasons else ""
-        raise _row_error(
-            source,
-            frame,
+        raise rows.error(
             i,
             f"{what}{why}: not one of the {len(owned)} comparisons of {described}; vendor "
             "files may answer only the owned comparisons",
-            keys,
         )
     if by_id and has_pair:  # both given: they must name the same comparison
-        given = _pair_keys(frame["sample_id_a"], frame["sample_id_b"])
-        wrong = (
-            given.to_numpy()
-            != _pair_keys(owned["sample_id_a"], owned["sample_id_b"])[positions].to_numpy()
-        )
+        given = _pair_keys(frame["sample_id_a"], frame["sample_id_b"]).to_numpy()
+        wrong = given != pairs[positions].to_numpy()
         if wrong.any():
             i = _first(wrong)
             o = owned.iloc[positions[i]]
-            raise _row_error(
-                source,
-                frame,
+            raise rows.error(
                 i,
                 f"comparison_id names the pair ({o['sample_id_a']!r}, {o['sample_id_b']!r}) "
                 f"in {described}, but the row gives ({frame['sample_id_a'].iloc[i]!r}, "
                 f"{frame['sample_id_b'].iloc[i]!r})",
-                keys,
             )
-    _duplicate_check(source, frame, names, positions, "comparison", keys)
-
-    acquired = _acquired(source, frame, keys)
-    score = _numeric(source, frame, "score", keys) if "score" in frame.columns else None
-    latency = _numeric(source, frame, "latency_ms", keys) if "latency_ms" in frame else None
-    cost = _numeric(source, frame, "cost", keys) if "cost" in frame.columns else None
-    declared = {k: v for k, v in frame.attrs.items() if k in ("score_direction", "score_range")}
-    n = len(owned)
-    aligned = []
-    for name in dict.fromkeys(names):
-        rows = np.flatnonzero(names == name)
-        opts = matching_options(name, source, declared, (options or {}).get(name))
-        answered_rows = rows[acquired[rows]]
-        has_scores = score is not None and bool(np.isfinite(score[rows]).any())
-        has_decisions = "decision" in frame.columns and bool(
-            frame["decision"].iloc[rows].notna().any()
-        )
-        if not has_scores and not has_decisions:
-            raise ValueError(
-                f"{source}: provider {name!r} has neither a score nor a decision in any row"
-            )
-        present, answered = np.zeros(n, bool), np.zeros(n, bool)
-        present[positions[rows]] = True
-        answered[positions[answered_rows]] = True
-        scores = decisions = None
-        if has_scores:
-            similar = _scores(source, frame, score, answered_rows, name, opts, keys)
-            scores = np.full(n, np.nan)
-            scores[positions[answered_rows]] = similar[answered_rows]
-        if has_decisions:
-            decisions = np.full(n, np.nan)
-            decisions[positions[answered_rows]] = _match_decisions(
-                source, frame, answered_rows, keys
-            )
-        lat, cst = np.full(n, np.nan), np.full(n, np.nan)
-        if latency is not None:
-            lat[positions[rows]] = latency[rows]
-        if cost is not None:
-            cst[positions[rows]] = cost[rows]
-        aligned.append(
-            AlignedProvider(
-                name=name,
-                sources=[source],
-                present=present,
-                answered=answered,
-                scores=scores,
-                decisions=decisions,
-                latency_ms=lat,
-                cost=cst,
-                has_latency=latency is not None,
-                has_cost=cost is not None,
-                options=opts,  # type: ignore[arg-type]
-            )
-        )
-    return aligned
+    return align_rows(_ROWS, rows, names, positions, len(owned), options)
 
 
 def _ours_comparisons(
@@ -611,119 +325,7 @@ def _ours_comparisons(
             f"{described}: {'; '.join(parts)}. Was it scored on another protocol, seed "
             "(idv-evaluate's `seed` must equal this `seed`), max_impostors or manifest?"
         )
-    keep = ["comparison_id", "sample_id_a", "sample_id_b", "score", "acquired"]
-    keep += [c for c in ("latency_ms", "cost") if c in table.columns]
-    out = table[keep].assign(provider=OURS)
-    out.attrs["source"] = source
-    return out
-
-
-def _comparison_provider_row(
-    p: AlignedProvider,
-    owned: pd.DataFrame,
-    view: np.ndarray,
-    fmr_targets: Sequence[float],
-    resolved: Mapping[str, NotSupported | None],
-    boot: _Bootstrap,
-    min_subjects: int,
-) -> dict:
-    genuine = owned["genuine"].to_numpy(bool)[view]
-    subjects = owned["subject_id_b"].astype(str).to_numpy()[view]
-    answered = p.answered[view]
-    n_gen_subj = len(set(subjects[genuine]))
-    n_imp_subj = len(set(subjects[~genuine]))
-    row: dict[str, object] = {
-        "items": int(view.sum()),
-        "answered": int(answered.sum()),
-        "coverage": float(answered.mean()),
-        "coverage_genuine": float(answered[genuine].mean()) if genuine.any() else np.nan,
-        "coverage_impostor": float(answered[~genuine].mean()) if (~genuine).any() else np.nan,
-        "genuine_comparisons": int(genuine.sum()),
-        "impostor_comparisons": int((~genuine).sum()),
-        "probe_subjects": len(set(subjects)),
-        "genuine_probe_subjects": n_gen_subj,
-        "impostor_probe_subjects": n_imp_subj,
-        "too_small": min(n_gen_subj, n_imp_subj) < min_subjects,
-        "has_scores": p.has_scores,
-        "has_decisions": p.has_decisions,
-    }
-    resamplable = len(set(subjects)) >= 2
-    curve_ok = p.has_scores and genuine.any() and (~genuine).any() and resamplable
-    labels = genuine.astype(np.int64)
-    scores = generalised_comparison_scores(p)[view] if curve_ok else None
-    _put(row, "eer", _curve(scores, labels, subjects, eer_statistic, boot))
-    for target in fmr_targets:
-        key = fnmr_key(target)
-        ok = scores is not None and resolved.get(key) is None
-        stat = fnmr_at_fmr_statistic(target)
-        _put(row, key, _curve(scores if ok else None, labels, subjects, stat, boot))
-    errors = None
-    if p.has_decisions and resamplable:
-        errors = decision_errors(p, owned["genuine"].to_numpy(bool))[view]
-    for key, where in (("fnmr@decision", genuine), ("fmr@decision", ~genuine)):
-        interval = None
-        if errors is not None and where.any():
-            interval = bootstrap_rate(errors, subjects, where=where, **boot.kwargs())
-        _put(row, key, interval)
-    _latency_cost(row, p, view)
-    return row
-
-
-def generalised_comparison_scores(p: AlignedProvider) -> np.ndarray:
-    """Similarities with every failure to acquire at -inf: a non-match at any threshold."""
-    return np.where(p.answered, p.scores, -np.inf)
-
-
-def decision_errors(p: AlignedProvider, genuine: np.ndarray) -> np.ndarray:
-    """1.0 where the decision is wrong: a genuine comparison not matched (an unanswered one
-    included), an impostor matched (an unanswered one never is)."""
-    decided = np.where(p.answered, p.decisions, 0.0)
-    return np.where(genuine, decided == 0, decided == 1).astype(np.float64)
-
-
-def compare_comparisons(
-    reference: AlignedProvider,
-    candidate: AlignedProvider,
-    owned: pd.DataFrame,
-    fmr_targets: Sequence[float],
-    resolved: Mapping[str, NotSupported | None],
-    boot: _Bootstrap,
-) -> list[dict]:
-    """Paired tests of `candidate` - `reference` on the same owned comparisons (every metric
-    is an error rate: a positive difference means the candidate is worse)."""
-    genuine = owned["genuine"].to_numpy(bool)
-    labels = genuine.astype(np.int64)
-    subjects = owned["subject_id_b"].astype(str).to_numpy()
-    rows = []
-    if reference.has_scores and candidate.has_scores:
-        a, b = generalised_comparison_scores(reference), generalised_comparison_scores(candidate)
-        metrics = [("eer", eer_statistic)]
-        metrics += [
-            (fnmr_key(t), fnmr_at_fmr_statistic(t))
-            for t in fmr_targets
-            if resolved.get(fnmr_key(t)) is None
-        ]
-        for metric, statistic in metrics:
-            interval = paired_bootstrap_difference(
-                a, b, labels, subjects, statistic, **boot.kwargs()
-            )
-            rows.append(
-                _comparison_row(
-                    candidate.name, reference.name, metric, "paired subject bootstrap", interval
-                )
-            )
-    if reference.has_decisions and candidate.has_decisions:
-        errs = [decision_errors(p, genuine) for p in (reference, candidate)]
-        method = "paired subject bootstrap + McNemar"
-        for metric, where in (("fnmr@decision", genuine), ("fmr@decision", ~genuine)):
-            interval = paired_rate_difference(
-                errs[0], errs[1], subjects, where=where, **boot.kwargs()
-            )
-            mc = _mcnemar(errs[0][where], errs[1][where])
-            rows.append(
-                _comparison_row(candidate.name, reference.name, metric, method, interval, mc)
-            )
-    return rows
+    return ours_as_vendor(table, ("comparison_id", *_PAIR_KEYS), source)
 
 
 def benchmark_comparisons(
@@ -760,108 +362,48 @@ def benchmark_comparisons(
         f"protocol {protocol!r} on split {split!r} (max_impostors={max_impostors}, "
         f"seed={protocol_seed})"
     )
-    split_of = dict(
-        zip(manifest_frame["sample_id"].astype(str), manifest_frame["split"], strict=True)
-    )
-    options = dict(providers or {})
-    parts: dict[str, list[AlignedProvider]] = {}
-    if ours is not None:
-        frame = _ours_comparisons(ours, owned, split, protocol, described)
-        for part in align_comparison_source(
-            owned, frame, frame.attrs["source"], options, split_of, described
-        ):
-            parts.setdefault(part.name, []).append(part)
-    for source, frame in _sources(vendor_frames):
-        for part in align_comparison_source(owned, frame, source, options, split_of, described):
-            if part.name == OURS:
-                raise ValueError(
-                    f"{source}: provider name {OURS!r} is reserved for our own score table"
-                )
-            parts.setdefault(part.name, []).append(part)
-    if not parts:
-        raise ValueError("nothing to benchmark: no vendor file and no score table of ours")
-    _check_options(options, parts)
-    aligned = {name: _merge(p, owned, "comparison_id") for name, p in parts.items()}
-    notes: list[str] = []
-    reference = _reference(reference, aligned, ours is not None, notes)
-    order = sorted(aligned, key=lambda n: (n != reference, n))
-    boot = _Bootstrap(int(n_resamples), int(seed), float(level))
-
-    genuine_all = owned["genuine"].to_numpy(bool)
-    pairs = owned[["subject_id_a", "subject_id_b"]].astype(str).to_numpy(dtype=object)
-    rows, unresolved = [], {}
-    for column, group, view in _views(owned, segments, notes, "comparisons' probe"):
-        impostors = view & ~genuine_all
-        resolved = _resolution(
-            fmr_targets,
-            int(impostors.sum()),
-            count_subjects(pairs, impostors),
-            min_subjects,
-            fnmr_key,
-        )
-        unresolved[(column, group)] = resolved
-        for name in order:
-            row = {"provider": name, "segment": column, "group": group}
-            row.update(
-                _comparison_provider_row(
-                    aligned[name], owned, view, fmr_targets, resolved, boot, min_subjects
-                )
-            )
-            rows.append(row)
-    overall = unresolved[(OVERALL, OVERALL)]
-    comparisons = []
-    if reference is not None:
-        for name in order[1:]:
-            found = compare_comparisons(
-                aligned[reference], aligned[name], owned, fmr_targets, overall, boot
-            )
-            if not found:
-                notes.append(
-                    f"`{name}` and `{reference}` share no kind of output (scores / decisions): "
-                    "no paired comparison."
-                )
-            comparisons.extend(found)
-    _unresolved_notes(unresolved, notes, "impostor comparisons")
-    n_unanswered = {n: int((~p.answered).sum()) for n, p in aligned.items()}
-    notes.insert(
-        0,
-        f"Split `{split}`, 1:1 protocol `{protocol}` (max_impostors={max_impostors}, seed "
-        f"{protocol_seed}): {len(owned)} owned comparisons ({int(genuine_all.sum())} genuine, "
-        f"{int((~genuine_all).sum())} impostor) of {owned['subject_id_b'].nunique()} probe "
-        f"subjects; scores are similarities (higher = more alike); {boot.level:.0%} "
-        f"probe-subject bootstrap intervals ({boot.n_resamples} resamples, seed {boot.seed}). "
-        "Unanswered comparisons are failures to acquire, i.e. non-matches (a genuine one "
-        f"raises FNMR, an impostor one is never a false match); unanswered per provider: "
-        f"{n_unanswered}.",
-    )
-    return BenchmarkResult(
-        providers=pd.DataFrame(rows),
-        comparisons=pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS),
-        table=_comparison_long_table(owned, aligned, order),
-        split=split,
-        reference=reference,
-        notes=notes,
+    genuine = owned["genuine"].to_numpy(bool)
+    kind = Kind(
         mode="comparison",
+        split=split,
+        items=owned,
+        key="comparison_id",
+        align=partial(
+            align_comparison_source, owned, split_of=_split_of(manifest_frame), described=described
+        ),
+        our_table=partial(
+            _ours_comparisons, owned=owned, split=split, protocol=protocol, described=described
+        ),
+        positive=genuine,
+        classes=(("genuine", True), ("impostor", False)),
+        counted="comparisons",
+        subject_keys=("probe_subjects", "{}_probe_subjects"),
+        subjects=owned["subject_id_b"].astype(str).to_numpy(),
+        failed_score=-np.inf,  # a non-match at every threshold
+        failed_decision=0.0,
+        statistics=(
+            Statistic("eer", eer_statistic),
+            *(Statistic(fnmr_key(t), fnmr_at_fmr_statistic(t), target=t) for t in fmr_targets),
+        ),
+        rates=(Rate("fnmr@decision", genuine), Rate("fmr@decision", ~genuine)),
+        trial_subjects=owned[["subject_id_a", "subject_id_b"]].astype(str).to_numpy(dtype=object),
+        trials="impostor comparisons",
+        segments_in="among the comparisons' probe's columns",
+        about=f"Split `{split}`, 1:1 protocol `{protocol}` (max_impostors={max_impostors}, seed "
+        f"{protocol_seed}): {len(owned)} owned comparisons ({int(genuine.sum())} genuine, "
+        f"{int((~genuine).sum())} impostor) of {owned['subject_id_b'].nunique()} probe "
+        "subjects; scores are similarities (higher = more alike); ",
+        unit="probe-subject bootstrap",
+        failures="Unanswered comparisons are failures to acquire, i.e. non-matches (a genuine "
+        "one raises FNMR, an impostor one is never a false match)",
     )
+    boot = (n_resamples, seed, level)
+    return run(kind, vendor_frames, ours, reference, providers, segments, boot, min_subjects)
 
 
-def _comparison_long_table(
-    owned: pd.DataFrame, aligned: Mapping[str, AlignedProvider], order: Sequence[str]
-) -> pd.DataFrame:
-    frames = []
-    for name in order:
-        p = aligned[name]
-        frames.append(
-            owned.assign(
-                provider=name,
-                answered=p.answered,
-                score=p.scores if p.has_scores else np.nan,
-                decision=p.decisions if p.has_decisions else np.nan,
-                latency_ms=p.latency_ms,
-                cost=p.cost,
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+def _split_of(manifest: pd.DataFrame) -> dict[str, str]:
+    """sample_id -> split of the whole manifest, to say where a stray sample belongs."""
+    return dict(zip(manifest["sample_id"].astype(str), manifest["split"], strict=True))
 
 
 # ----------------------------------------------------------------------------- 1:N searches
@@ -875,13 +417,11 @@ def align_search_source(
     options: Mapping[str, Mapping[str, object]] | None = None,
     split_of: Mapping[str, str] | None = None,
     described: str = "the owned 1:N protocol",
-) -> list[AlignedSearches]:
+) -> list[AlignedProvider]:
     """Validate one vendor search file against the owned probes and enrolment list, and align
     each of its providers: the rows become a full search table (the owned probe's subject and
     mated flag joined) checked by `validate_search_table`, reduced by `searches`."""
     require_rows(source, frame)
-    frame = frame.reset_index(drop=True)
-    keys = _SEARCH_KEYS
     missing = [c for c in _SEARCH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(
@@ -889,69 +429,51 @@ def align_search_source(
             f"{list(frame.columns)}); one row per returned candidate: probe_sample_id, "
             "provider, rank, candidate_subject_id, score[, acquired, latency_ms, cost]"
         )
-    names = _provider_names(source, frame, keys)
-    empty_probe = frame["probe_sample_id"].isna().to_numpy()
-    if empty_probe.any():
-        raise _row_error(source, frame, _first(empty_probe), "probe_sample_id is empty", keys)
+    rows = VendorRows.of(source, frame, _SEARCH_KEYS)
+    names, frame = rows.providers(), rows.frame
+    rows.check(frame["probe_sample_id"].isna().to_numpy(), "probe_sample_id is empty")
     probe_ids = frame["probe_sample_id"].astype(str)
     positions = pd.Index(probes["sample_id"].astype(str)).get_indexer(probe_ids)
     unknown = positions < 0
     if unknown.any():
-        i = _first(unknown)
-        sample = probe_ids.iloc[i]
+        sample = probe_ids.iloc[_first(unknown)]
         split = str(probes.attrs.get("split", ""))
         if sample in set(gallery["sample_id"].astype(str)):
             why = "it is an enrolment sample of the gallery, not a probe"
         else:
             why = _where_is(sample, split_of or {}, split) or "not a probe (a selfie) of the split"
-        raise _row_error(
-            source,
-            frame,
-            i,
+        raise rows.error(
+            _first(unknown),
             f"unknown probe ({why}): not one of the {len(probes)} probes of {described}",
-            keys,
         )
-    acquired = _acquired(source, frame, keys)
-    rank = _numeric(source, frame, "rank", keys)
-    raw = _numeric(source, frame, "score", keys)
-    latency = _numeric(source, frame, "latency_ms", keys) if "latency_ms" in frame else None
-    cost = _numeric(source, frame, "cost", keys) if "cost" in frame.columns else None
+    acquired, rank, raw = rows.acquired(), rows.numeric("rank"), rows.numeric("score")
+    timing = rows.numeric("latency_ms"), rows.numeric("cost")
     candidate = frame["candidate_subject_id"]
     has_candidate = candidate.notna().to_numpy()
-    empty = np.isnan(rank) & ~has_candidate & np.isnan(raw)
-    listed = acquired & ~empty  # the rows that are candidates
-    nameless = listed & ~has_candidate
-    if nameless.any():
-        raise _row_error(
-            source,
-            frame,
-            _first(nameless),
-            "candidate_subject_id is empty in a candidate row (an empty candidate list is one "
-            "row with rank, candidate_subject_id and score all empty)",
-            keys,
-        )
+    listed = acquired & ~(np.isnan(rank) & ~has_candidate & np.isnan(raw))  # candidate rows
+    rows.check(
+        listed & ~has_candidate,
+        "candidate_subject_id is empty in a candidate row (an empty candidate list is one "
+        "row with rank, candidate_subject_id and score all empty)",
+    )
     enrolled = set(gallery["subject_id"].astype(str))
     stranger = listed & ~candidate.astype(str).isin(enrolled).to_numpy()
     if stranger.any():
-        i = _first(stranger)
-        raise _row_error(
-            source,
-            frame,
-            i,
-            f"candidate_subject_id {candidate.iloc[i]!r} is not enrolled: not the same "
-            f"enrolment list ({len(enrolled)} subjects, one selfie each, of {described})",
-            keys,
+        raise rows.error(
+            _first(stranger),
+            f"candidate_subject_id {candidate.iloc[_first(stranger)]!r} is not enrolled: not "
+            f"the same enrolment list ({len(enrolled)} subjects, one selfie each, of "
+            f"{described})",
         )
-    declared = {k: v for k, v in frame.attrs.items() if k in ("score_direction", "score_range")}
     opts = {
-        name: matching_options(name, source, declared, (options or {}).get(name))
+        name: MatchingOptions.read(name, source, declarations(frame), (options or {}).get(name))
         for name in dict.fromkeys(names)
     }
     similar = np.full(len(frame), np.nan)
     for name, opt in opts.items():
-        rows = np.flatnonzero((names == name) & listed)
-        if len(rows):
-            similar[rows] = _scores(source, frame, raw, rows, name, opt, keys)[rows]
+        mine = np.flatnonzero((names == name) & listed)
+        if len(mine):
+            similar[mine] = opt.oriented(rows, raw, mine, name)
     search_id = pd.Series(names).astype(str).str.cat(probe_ids.to_numpy(), sep=":")
     table = pd.DataFrame(
         {
@@ -966,96 +488,52 @@ def align_search_source(
         }
     )
     table.attrs["source"] = source
-    for column, values in (("latency_ms", latency), ("cost", cost)):
-        if values is None:
-            continue
-        varies = pd.Series(values).fillna(-np.inf).groupby(search_id).transform("nunique")
-        if (varies > 1).any():
-            raise _row_error(
-                source,
-                frame,
-                _first((varies > 1).to_numpy()),
+    for column, values in zip(("latency_ms", "cost"), timing, strict=True):
+        if values is not None:
+            varies = pd.Series(values).fillna(-np.inf).groupby(search_id).transform("nunique")
+            rows.check(
+                (varies > 1).to_numpy(),
                 f"{column} differs between the rows of one probe (give it once per search, "
                 "repeated on each of its rows)",
-                keys,
             )
     per_search = searches(table)  # validates the table (ranks, scores falling, one probe)
+    n, mated = len(probes), probes["mated"].to_numpy(bool)
+    first_of_search = ~search_id.duplicated().to_numpy()
     aligned = []
-    n = len(probes)
     for name in opts:
         mine = names == name
-        first = np.flatnonzero(mine & ~pd.Series(search_id).duplicated().to_numpy())
-        at = positions[first]
-        found = per_search.loc[search_id.iloc[first].to_numpy()]
-        present, answered = np.zeros(n, bool), np.zeros(n, bool)
-        present[at] = True
-        answered[at] = found["acquired"].to_numpy(bool)
-        top, mate_rank, mate_score = np.full(n, -np.inf), np.full(n, np.inf), np.full(n, -np.inf)
-        ok = found["acquired"].to_numpy(bool)
-        top[at[ok]] = found["top_score"].to_numpy()[ok]
-        mate_rank[at[ok]] = found["mate_rank"].to_numpy()[ok]
-        mate_score[at[ok]] = found["mate_score"].to_numpy()[ok]
-        returned = np.zeros(n, np.int64)
+        first = np.flatnonzero(mine & first_of_search)  # one row per search (probe)
+        took = first[acquired[first]]
+        found = per_search.loc[search_id.iloc[took].to_numpy()]
+        extra = {"candidates": np.zeros(n, np.int64)}
         counts = pd.Series(listed[mine]).groupby(positions[mine]).sum()
-        returned[counts.index.to_numpy()] = counts.to_numpy()
-        lat, cst = np.full(n, np.nan), np.full(n, np.nan)
-        if latency is not None:
-            lat[at] = latency[first]
-        if cost is not None:
-            cst[at] = cost[first]
-        aligned.append(
-            AlignedSearches(
-                name=name,
-                sources=[source],
-                present=present,
-                answered=answered,
-                top_score=top,
-                mate_rank=mate_rank,
-                mate_score=mate_score,
-                returned=returned,
-                latency_ms=lat,
-                cost=cst,
-                has_latency=latency is not None,
-                has_cost=cost is not None,
-                options=opts[name],
-            )
-        )
+        extra["candidates"][counts.index.to_numpy()] = counts.to_numpy()
+        for column, missing in (
+            ("top_score", -np.inf),
+            ("mate_rank", np.inf),
+            ("mate_score", -np.inf),
+        ):
+            extra[column] = np.full(n, missing)
+            extra[column][positions[took]] = found[column].to_numpy()
+        # One score per search: the mate's when mated, the top one when not (see the docstring)
+        scores = np.where(mated, extra["mate_score"], extra["top_score"])
+        at = (positions, first, took)
+        aligned.append(rows.aligned(name, n, at, timing, opts[name], scores, extra=extra))
     return aligned
 
 
-def _merge_searches(parts: list[AlignedSearches], probes: pd.DataFrame) -> AlignedSearches:
-    """One provider's searches in several files: the files must not overlap."""
-    merged = parts[0]
-    for part in parts[1:]:
-        both = merged.present & part.present
-        if both.any():
-            probe = probes["sample_id"].iloc[_first(both)]
-            raise ValueError(
-                f"provider {part.name!r}: probe {probe!r} searched in {merged.sources} and in "
-                f"{part.sources}"
-            )
-        if part.options != merged.options:
-            raise ValueError(
-                f"provider {part.name!r}: {merged.sources} and {part.sources} declare "
-                f"different score options ({merged.options} vs {part.options})"
-            )
-        take = part.present
-        merged = AlignedSearches(
-            name=merged.name,
-            sources=[*merged.sources, *part.sources],
-            present=merged.present | part.present,
-            answered=merged.answered | part.answered,
-            top_score=np.where(take, part.top_score, merged.top_score),
-            mate_rank=np.where(take, part.mate_rank, merged.mate_rank),
-            mate_score=np.where(take, part.mate_score, merged.mate_score),
-            returned=np.where(take, part.returned, merged.returned),
-            latency_ms=np.where(take, part.latency_ms, merged.latency_ms),
-            cost=np.where(take, part.cost, merged.cost),
-            has_latency=merged.has_latency or part.has_latency,
-            has_cost=merged.has_cost or part.has_cost,
-            options=merged.options,
-        )
-    return merged
+def _rank_1_hits(p: AlignedProvider) -> np.ndarray:
+    return (p.extra["mate_rank"] <= 1).astype(np.float64)
+
+
+def _mean_candidates(p: AlignedProvider, view: np.ndarray) -> dict[str, float]:
+    answered = p.answered[view]
+    returned = p.extra["candidates"][view][answered]
+    return {"mean_candidates": float(returned.mean()) if answered.any() else np.nan}
+
+
+def _search_columns(p: AlignedProvider) -> dict[str, np.ndarray]:
+    return dict(p.extra)
 
 
 def _ours_searches(
@@ -1099,103 +577,7 @@ def _ours_searches(
             f"the gallery of {described}: {'; '.join(parts)}. Was it scored with another seed "
             "(idv-evaluate's `seed` must equal this `seed`), enrolled_fraction or manifest?"
         )
-    keep = ["probe_sample_id", "rank", "candidate_subject_id", "score", "acquired"]
-    keep += [c for c in ("latency_ms", "cost") if c in table.columns]
-    out = table[keep].assign(provider=OURS)
-    out.attrs["source"] = source
-    return out
-
-
-def _search_provider_row(
-    p: AlignedSearches,
-    probes: pd.DataFrame,
-    view: np.ndarray,
-    fpir_targets: Sequence[float],
-    resolved: Mapping[str, NotSupported | None],
-    boot: _Bootstrap,
-    min_subjects: int,
-) -> dict:
-    mated = probes["mated"].to_numpy(bool)[view]
-    subjects = probes["subject_id"].astype(str).to_numpy()[view]
-    answered = p.answered[view]
-    n_mated_subj, n_non_subj = len(set(subjects[mated])), len(set(subjects[~mated]))
-    row: dict[str, object] = {
-        "items": int(view.sum()),
-        "answered": int(answered.sum()),
-        "coverage": float(answered.mean()),
-        "coverage_mated": float(answered[mated].mean()) if mated.any() else np.nan,
-        "coverage_non_mated": float(answered[~mated].mean()) if (~mated).any() else np.nan,
-        "mated_searches": int(mated.sum()),
-        "non_mated_searches": int((~mated).sum()),
-        "probe_subjects": len(set(subjects)),
-        "mated_subjects": n_mated_subj,
-        "non_mated_subjects": n_non_subj,
-        "too_small": min(n_mated_subj, n_non_subj) < min_subjects,
-        "mean_candidates": float(p.returned[view][answered].mean()) if answered.any() else np.nan,
-    }
-    resamplable = len(set(subjects)) >= 2
-    curve_ok = mated.any() and (~mated).any() and resamplable
-    scores = p.search_scores(probes["mated"].to_numpy(bool))[view] if curve_ok else None
-    labels = mated.astype(np.int64)
-    for target in fpir_targets:
-        key = fnir_key(target)
-        ok = scores is not None and resolved.get(key) is None
-        stat = fnmr_at_fmr_statistic(target)
-        _put(row, key, _curve(scores if ok else None, labels, subjects, stat, boot))
-    rank_1 = None
-    if mated.any() and resamplable:
-        hits = p.rank_1_hits()[view]
-        rank_1 = bootstrap_rate(hits, subjects, where=mated, **boot.kwargs())
-    _put(row, "rank_1_rate", rank_1)
-    _latency_cost(row, p, view)  # type: ignore[arg-type]
-    return row
-
-
-def compare_searches(
-    reference: AlignedSearches,
-    candidate: AlignedSearches,
-    probes: pd.DataFrame,
-    fpir_targets: Sequence[float],
-    resolved: Mapping[str, NotSupported | None],
-    boot: _Bootstrap,
-) -> list[dict]:
-    """Paired tests of `candidate` - `reference` on the same owned probes: FNIR at each
-    resolved FPIR target (> 0: the candidate is worse) and the rank-1 rate (> 0: better,
-    with McNemar on the paired misses)."""
-    mated = probes["mated"].to_numpy(bool)
-    labels = mated.astype(np.int64)
-    subjects = probes["subject_id"].astype(str).to_numpy()
-    a, b = reference.search_scores(mated), candidate.search_scores(mated)
-    rows = []
-    for target in fpir_targets:
-        if resolved.get(fnir_key(target)) is not None:
-            continue
-        interval = paired_bootstrap_difference(
-            a, b, labels, subjects, fnmr_at_fmr_statistic(target), **boot.kwargs()
-        )
-        rows.append(
-            _comparison_row(
-                candidate.name,
-                reference.name,
-                fnir_key(target),
-                "paired subject bootstrap",
-                interval,
-            )
-        )
-    hits = [reference.rank_1_hits(), candidate.rank_1_hits()]
-    interval = paired_rate_difference(hits[0], hits[1], subjects, where=mated, **boot.kwargs())
-    misses = [1.0 - h[mated] for h in hits]
-    rows.append(
-        _comparison_row(
-            candidate.name,
-            reference.name,
-            "rank_1_rate",
-            "paired subject bootstrap + McNemar",
-            interval,
-            _mcnemar(misses[0], misses[1]),
-        )
-    )
-    return rows
+    return ours_as_vendor(table, ("probe_sample_id", "rank", "candidate_subject_id"), source)
 
 
 def benchmark_searches(
@@ -1229,112 +611,51 @@ def benchmark_searches(
         f"the 1:N protocol on split {split!r} (enrolled_fraction={enrolled_fraction}, "
         f"seed={protocol_seed})"
     )
-    split_of = dict(
-        zip(manifest_frame["sample_id"].astype(str), manifest_frame["split"], strict=True)
-    )
-    options = dict(providers or {})
-    parts: dict[str, list[AlignedSearches]] = {}
-    if ours is not None:
-        frame = _ours_searches(ours, probes, gallery, split, described)
-        for part in align_search_source(
-            probes, gallery, frame, frame.attrs["source"], options, split_of, described
-        ):
-            parts.setdefault(part.name, []).append(part)
-    for source, frame in _sources(vendor_frames):
-        for part in align_search_source(
-            probes, gallery, frame, source, options, split_of, described
-        ):
-            if part.name == OURS:
-                raise ValueError(
-                    f"{source}: provider name {OURS!r} is reserved for our own score table"
-                )
-            parts.setdefault(part.name, []).append(part)
-    if not parts:
-        raise ValueError("nothing to benchmark: no vendor file and no search table of ours")
-    _check_options(options, parts)
-    aligned = {name: _merge_searches(p, probes) for name, p in parts.items()}
-    notes: list[str] = []
-    reference = _reference(reference, aligned, ours is not None, notes)
-    order = sorted(aligned, key=lambda n: (n != reference, n))
-    boot = _Bootstrap(int(n_resamples), int(seed), float(level))
-
-    mated_all = probes["mated"].to_numpy(bool)
-    subjects_all = probes["subject_id"].astype(str).to_numpy()
-    rows, unresolved = [], {}
-    for column, group, view in _views(probes, segments, notes, "probes"):
-        non_mated = view & ~mated_all
-        resolved = _resolution(
-            fpir_targets,
-            int(non_mated.sum()),
-            len(set(subjects_all[non_mated])),
-            min_subjects,
-            fnir_key,
-        )
-        unresolved[(column, group)] = resolved
-        for name in order:
-            row = {"provider": name, "segment": column, "group": group}
-            row.update(
-                _search_provider_row(
-                    aligned[name], probes, view, fpir_targets, resolved, boot, min_subjects
-                )
-            )
-            rows.append(row)
-    comparisons = []
-    if reference is not None:
-        for name in order[1:]:
-            comparisons.extend(
-                compare_searches(
-                    aligned[reference],
-                    aligned[name],
-                    probes,
-                    fpir_targets,
-                    unresolved[(OVERALL, OVERALL)],
-                    boot,
-                )
-            )
-    _unresolved_notes(unresolved, notes, "non-mated searches")
-    n_unanswered = {n: int((~p.answered).sum()) for n, p in aligned.items()}
-    notes.insert(
-        0,
-        f"Split `{split}`, 1:N protocol (enrolled_fraction={enrolled_fraction}, seed "
-        f"{protocol_seed}): "
-        f"a gallery of {len(gallery)} enrolled subjects (one selfie each; every provider must "
-        f"enrol exactly these), {int(mated_all.sum())} mated and {int((~mated_all).sum())} "
-        f"non-mated probes of {len(set(subjects_all))} subjects; FNIR(T) counts a mated "
-        "search whose mate is not returned with score >= T at any rank, FPIR(T) a non-mated "
-        f"search returning any candidate >= T; {boot.level:.0%} probe-subject bootstrap "
-        f"intervals ({boot.n_resamples} resamples, seed {boot.seed}). Unanswered probes are "
-        "failures to acquire (a miss when mated, nothing returned when not); unanswered per "
-        f"provider: {n_unanswered}.",
-    )
-    return BenchmarkResult(
-        providers=pd.DataFrame(rows),
-        comparisons=pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS),
-        table=_search_long_table(probes, aligned, order),
-        split=split,
-        reference=reference,
-        notes=notes,
+    mated = probes["mated"].to_numpy(bool)
+    subjects = probes["subject_id"].astype(str).to_numpy()
+    kind = Kind(
         mode="search",
+        split=split,
+        items=probes,
+        key="sample_id",
+        align=partial(
+            align_search_source,
+            probes,
+            gallery,
+            split_of=_split_of(manifest_frame),
+            described=described,
+        ),
+        our_table=partial(
+            _ours_searches, probes=probes, gallery=gallery, split=split, described=described
+        ),
+        positive=mated,
+        classes=(("mated", True), ("non_mated", False)),
+        counted="searches",
+        subject_keys=("probe_subjects", "{}_subjects"),
+        subjects=subjects,
+        failed_score=-np.inf,  # already: nothing returned
+        statistics=tuple(
+            Statistic(fnir_key(t), fnmr_at_fmr_statistic(t), target=t) for t in fpir_targets
+        ),
+        rates=(Rate("rank_1_rate", mated),),
+        hits=_rank_1_hits,
+        trial_subjects=subjects,
+        trials="non-mated searches",
+        segments_in="among the probes's columns",
+        ours_table="search table",
+        overlap="probe {item!r} searched in {a} and in {b}",
+        describe=_mean_candidates,
+        columns=_search_columns,
+        hidden=("path", "landmarks"),
+        about=f"Split `{split}`, 1:N protocol (enrolled_fraction={enrolled_fraction}, seed "
+        f"{protocol_seed}): a gallery of {len(gallery)} enrolled subjects (one selfie each; "
+        f"every provider must enrol exactly these), {int(mated.sum())} mated and "
+        f"{int((~mated).sum())} non-mated probes of {len(set(subjects))} subjects; FNIR(T) "
+        "counts a mated search whose mate is not returned with score >= T at any rank, FPIR(T) "
+        "a non-mated search returning any candidate >= T; ",
+        unit="probe-subject bootstrap",
+        failures="Unanswered probes are failures to acquire (a miss when mated, nothing returned "
+        "when not)",
     )
-
-
-def _search_long_table(
-    probes: pd.DataFrame, aligned: Mapping[str, AlignedSearches], order: Sequence[str]
-) -> pd.DataFrame:
-    base = probes.drop(columns=[c for c in ("path", "landmarks") if c in probes.columns])
-    frames = []
-    for name in order:
-        p = aligned[name]
-        frames.append(
-            base.assign(
-                provider=name,
-                answered=p.answered,
-                candidates=p.returned,
-                top_score=p.top_score,
-                mate_rank=p.mate_rank,
-                mate_score=p.mate_score,
-                latency_ms=p.latency_ms,
-                cost=p.cost,
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    boot = (n_resamples, seed, level)
+    return run(kind, vendor_frames, ours, reference, providers, segments, boot, min_subjects)
