@@ -26,10 +26,10 @@ import torch
 
 import idv  # noqa: F401  (offline switches first)
 from idv.export.formats import export_formats
-from idv.export.preprocess import preprocess_spec
+from idv.export.preprocess import image_spec
 from idv.export.wrappers import augment_of, build_wrapper
+from idv.models.checkpoint import net_from_checkpoint
 from idv.serving.backends import load_backend
-from idv.tasks.checkpoint import net_from_checkpoint
 
 BLOCK_WARMUP = 5
 
@@ -50,24 +50,27 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(threads)
     net, run_config = net_from_checkpoint(args.ckpt)
     wrapper = build_wrapper(net, run_config)
-    spec = preprocess_spec(augment_of(run_config))
+    spec = image_spec(augment_of(run_config), "")
     h, w = spec["resize"]["height"], spec["resize"]["width"]
     rng = np.random.default_rng(0)
-    single = rng.integers(0, 256, (1, 3, h, w)).astype(np.float32)
-    batch = rng.integers(0, 256, (args.batch, 3, h, w)).astype(np.float32)
+    single = {"image": rng.integers(0, 256, (1, 3, h, w)).astype(np.float32)}
+    batch = {"image": rng.integers(0, 256, (args.batch, 3, h, w)).astype(np.float32)}
 
-    def eager(x: np.ndarray) -> np.ndarray:
+    def eager(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            return wrapper(torch.from_numpy(x)).numpy()
+            return {k: v.numpy() for k, v in wrapper(torch.from_numpy(x["image"])).items()}
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        example = torch.from_numpy(batch[:2].copy())
+        example = {"image": torch.from_numpy(batch["image"][:2].copy())}
         exported = export_formats(wrapper, example, tmp, ["torchscript", "onnx"])
+        names = wrapper.input_names
         runtimes = {
             "eager": eager,
-            "torchscript": load_backend("torchscript", exported["torchscript"].path, threads),
-            "onnxruntime": load_backend("onnxruntime", exported["onnx"].path, threads),
+            "torchscript": load_backend(
+                "torchscript", exported["torchscript"].path, names, threads
+            ),
+            "onnxruntime": load_backend("onnxruntime", exported["onnx"].path, names, threads),
         }
         for fn in runtimes.values():  # warm-up (TorchScript's profiling executor, ORT arenas)
             for _ in range(args.warmup):

@@ -4,7 +4,7 @@ same network untrained, and the PCA-on-pixels baseline of the synthetic corpus c
     python scripts/face_baselines.py outputs/face_match/train/checkpoints/best.ckpt [split]
 
 Each model embeds the split's images; the comparison and search tables are built exactly as
-idv-evaluate builds them (idv.evaluation.matching), so the rows differ only in the embedder.
+idv-evaluate builds them (idv.tasks.scoring), so the rows differ only in the embedder.
 """
 
 from __future__ import annotations
@@ -17,18 +17,21 @@ from rich.console import Console
 from rich.table import Table
 
 import idv  # noqa: F401
+from idv.data.datamodule import datamodule_config
 from idv.data.readers import read_image
 from idv.data.synth.checks import _embed, _fit_pca, pixel_features
-from idv.evaluation.matching import (
-    Embeddings,
-    comparison_table,
-    impostor_set,
-    predict_embeddings,
-    search_table,
-)
+from idv.evaluation.matching import impostor_set
 from idv.metrics.identification import identification_report
 from idv.metrics.verification import verification_report
-from idv.tasks.checkpoint import net_from_checkpoint
+from idv.models.checkpoint import net_from_checkpoint
+from idv.tasks.scoring import (
+    Embeddings,
+    comparison_table,
+    predict,
+    scoring_trainer,
+    search_table,
+    task_module,
+)
 
 PCA_COMPONENTS = 64
 
@@ -66,15 +69,19 @@ def _fmt(value) -> str:
 
 def main(ckpt: str, split: str = "test") -> None:
     net, config = net_from_checkpoint(ckpt)
-    datamodule = instantiate(config["data"], _recursive_=False)
+    datamodule = instantiate(datamodule_config(config["data"]), _recursive_=False)
     datamodule.setup("validate")
     frame = datamodule.split_frame(split)
-    loader = datamodule.dataloader(split)
     task, seed = config["task"], config["seed"]
+    trainer = scoring_trainer()
 
-    trained = Embeddings(*predict_embeddings(net, loader))
+    def embed(network) -> Embeddings:  # through the task's predict_step, as idv-evaluate
+        found = predict(trainer, task_module(network, config), datamodule, split)
+        return Embeddings(found.sample_ids, found.outputs["embedding"])
+
+    trained = embed(net)
     L.seed_everything(seed, verbose=False)
-    untrained = Embeddings(*predict_embeddings(instantiate(config["model"]).eval(), loader))
+    untrained = embed(instantiate(config["model"]).eval())
 
     def pixels(rows):
         return pixel_features([read_image(datamodule.manifest.abspath(p)) for p in rows["path"]])

@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 import idv  # noqa: F401
+from idv.data.datamodule import datamodule_config
 from idv.data.readers import read_image
-from idv.evaluation.scoring import predict_scores
 from idv.metrics.detection import apcer_per_species, auc, eer
+from idv.models.checkpoint import net_from_checkpoint
 from idv.models.handcrafted import HandcraftedPAD
-from idv.tasks.checkpoint import net_from_checkpoint
+from idv.tasks.scoring import predict, scoring_trainer, task_module
 
 
 def row(name: str, scores: np.ndarray, frame) -> list[str]:
@@ -34,18 +35,19 @@ def row(name: str, scores: np.ndarray, frame) -> list[str]:
 
 def main(ckpt: str, split: str = "test") -> None:
     net, config = net_from_checkpoint(ckpt)
-    datamodule = instantiate(config["data"], _recursive_=False)
+    datamodule = instantiate(datamodule_config(config["data"]), _recursive_=False)
     datamodule.setup("validate")
     frame = datamodule.split_frame(split)
-    loader = datamodule.dataloader(split)
-    order = frame["sample_id"]
+    trainer = scoring_trainer()
 
-    trained = predict_scores(net, loader).set_index("sample_id").loc[order, "score"].to_numpy()
+    def scores(network) -> np.ndarray:  # through the task's predict_step, as idv-evaluate
+        found = predict(trainer, task_module(network, config), datamodule, split)
+        by_id = dict(zip(found.sample_ids, found.outputs["score"], strict=True))
+        return np.array([by_id[s] for s in frame["sample_id"]])
+
+    trained = scores(net)
     L.seed_everything(config["seed"], verbose=False)
-    untrained_net = instantiate(config["model"]).eval()
-    untrained = (
-        predict_scores(untrained_net, loader).set_index("sample_id").loc[order, "score"].to_numpy()
-    )
+    untrained = scores(instantiate(config["model"]).eval())
 
     train = datamodule.split_frame("train")
     read = lambda rows: [read_image(datamodule.manifest.abspath(p)) for p in rows["path"]]  # noqa: E731

@@ -586,7 +586,7 @@ def test_on_a_real_evaluate_output(fast_run, tiny_pad_root, tmp_path: Path) -> N
     """The score table idv-evaluate writes (float32 scores, segment columns) goes through as is.
     A target its calib split cannot resolve is a clear error naming the file (the tiny corpus
     resolves none at all); with the val rows moved into calib (a test only!) a loose one does."""
-    from idv.evaluation.evaluate import evaluate
+    from idv.cli.evaluate import run as evaluate
 
     ev = tmp_path / "evaluate"
     evaluate(

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 
-from idv.data.datasets import ImageBatch
+from idv.data.datasets import Batch
 from idv.data.manifest import ManifestError, write_manifest
 from tests.conftest import compose
 
@@ -32,7 +32,7 @@ def test_fit_loaders_yield_typed_batches(corpus: Path, tmp_path: Path) -> None:
     dm = datamodule(corpus, tmp_path)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert isinstance(batch, ImageBatch)
+    assert isinstance(batch, Batch)
     assert tuple(batch.image.shape) == (8, 3, 16, 16)
     assert set(batch.label.tolist()) <= {0, 1}
     assert (batch.species == batch.label).all()  # species index: bona_fide=0, print=1
@@ -47,7 +47,7 @@ def test_balanced_sampling_evens_out_labels(corpus: Path, tmp_path: Path) -> Non
     frame = pd.read_parquet(file)
     attacks = frame.index[frame["label"] == 1]
     write_manifest(frame.drop(attacks[attacks % 10 != 1]), file)
-    dm = datamodule(corpus, tmp_path, "data.balanced_sampling=true", "data.batch_size=64")
+    dm = datamodule(corpus, tmp_path, "task.sampler.balanced=true", "data.batch_size=64")
     dm.setup("fit")
     labels = pd.Series(
         [lab for _ in range(20) for lab in next(iter(dm.train_dataloader())).label.tolist()]

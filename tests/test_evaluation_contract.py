@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from idv.calibration.thresholds import calibrate
-from idv.evaluation.evaluate import evaluate
+from idv.cli.evaluate import run as evaluate
 from idv.metrics.detection import apcer_per_species
 from idv.metrics.identification import identification_report
 from idv.metrics.verification import verification_report

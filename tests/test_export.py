@@ -18,19 +18,19 @@ from PIL import Image
 from torch import nn
 
 from idv.calibration.thresholds import calibrate
+from idv.cli.evaluate import run as evaluate
 from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
-from idv.evaluation.evaluate import evaluate
 from idv.export import formats
 from idv.export.bundle import _replace_dir, export, export_bundle
 from idv.export.card import REQUIRED_FIELDS
 from idv.export.parity import ParityError, ParityOptions
 from idv.export.wrappers import DetectionScorer, augment_of, build_wrapper
 from idv.hashing import sha256_file
+from idv.models.checkpoint import net_from_checkpoint
 from idv.serving import BundleError, load_bundle, verify_bundle
 from idv.serving.bundle import SUMS_FILE, write_checksums
 from idv.serving.preprocess import normalise, prepare
-from idv.tasks.checkpoint import net_from_checkpoint
 from idv.thresholds import Thresholds, decide
 from tests.conftest import compose
 
@@ -110,12 +110,14 @@ def test_parity_passes_for_both_formats_at_batch_1_and_larger(bundle) -> None:
     assert set(parity["samples_per_split"]) == {"test", "calib"}
     assert "below the default 256" in parity["note"]  # a tiny corpus says so
     assert set(parity["formats"]) == {"torchscript", "onnx"}
+    assert parity["outputs"] == {"score": []} and parity["primary_output"] == "score"
     for item in parity["formats"].values():
         for b in (1, 20):
-            assert item[f"batch_{b}"]["max_abs_diff"] <= TOL
+            assert item[f"batch_{b}"]["max_abs_diff"]["score"] <= TOL
+        assert item["max_abs_diff_per_output"]["score"] <= TOL
         assert item["decision_disagreements"] == 0
     assert parity["preprocess"]["max_abs_diff"] <= 1e-6
-    assert parity["eager_vs_evaluation"]["max_abs_diff"] <= TOL
+    assert parity["eager_vs_evaluation"]["max_abs_diff"]["score"] <= TOL
     assert parity["formats"]["onnx"]["method"] == "torch.onnx.export(dynamo=True)"
     assert (bundle["dir"] / "model.ts").is_file() and (bundle["dir"] / "model.onnx").is_file()
 
@@ -191,11 +193,13 @@ def test_wrapper_normalises_inside_like_the_evaluation_transform(bundle) -> None
     assert isinstance(wrapper, DetectionScorer)
     files = bundle["files"][:8]
     spec = json.loads((bundle["dir"] / "preprocess.json").read_text())
+    assert wrapper.input_names == ["image"] and wrapper.output_names == ["score"]
+    image = spec["inputs"]["image"]
     with torch.inference_mode():
-        served = wrapper(torch.from_numpy(prepare(files, spec))).numpy()
-        as_uint8 = wrapper(torch.from_numpy(prepare(files, spec)).to(torch.uint8)).numpy()
+        served = wrapper(torch.from_numpy(prepare(files, image)))["score"].numpy()
+        as_uint8 = wrapper(torch.from_numpy(prepare(files, image)).to(torch.uint8))["score"]
     np.testing.assert_allclose(served, _eager_scores(bundle, files), atol=TOL, rtol=0)
-    np.testing.assert_array_equal(served, as_uint8)
+    np.testing.assert_array_equal(served, as_uint8.numpy())
 
 
 # -------------------------------------------------------------------------------- preprocessing
@@ -214,7 +218,7 @@ def test_serving_preprocessing_matches_the_evaluation_transform(bundle, tmp_path
     Image.fromarray(np.dstack([pixels, pixels[..., :1]])).save(tmp_path / "rgba.png")
     extra = [str(tmp_path / n) for n in ("rotated.jpg", "grey.png", "rgba.png")]
     files = bundle["files"][:40] + extra
-    spec = json.loads((bundle["dir"] / "preprocess.json").read_text())
+    spec = json.loads((bundle["dir"] / "preprocess.json").read_text())["inputs"]["image"]
     served = normalise(prepare(files, spec), spec)
     transform = build_transforms(augment_of(bundle["run_config"]), "eval")
     evaluated = np.stack([transform(image=read_image(f))["image"].numpy() for f in files])
@@ -266,8 +270,10 @@ def test_score_and_decide_agree_with_eager(bundle, backend) -> None:
     # The other input forms give the same scores.
     images = [read_image(f) for f in files[:5]]
     np.testing.assert_allclose(served.score(images), scores[:5], atol=1e-6, rtol=0)
-    batch = served.prepare(files[:5])
+    batch = served.prepare(files[:5])["image"]
     np.testing.assert_allclose(served.score(torch.from_numpy(batch)), scores[:5], atol=1e-6)
+    np.testing.assert_allclose(served.score({"image": files[:5]}), scores[:5], atol=1e-6)
+    assert set(served.run(files[:5])) == {"score"}
     resized = batch.transpose(0, 2, 3, 1).astype(np.uint8)
     np.testing.assert_allclose(served.score(resized), scores[:5], atol=1e-6, rtol=0)
 
@@ -424,7 +430,7 @@ def test_fallbacks_trace_and_legacy_onnx_keep_a_dynamic_batch(tmp_path, monkeypa
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    wrapper = DetectionScorer(_Unscriptable(), [0.5] * 3, [0.25] * 3).eval()
+    wrapper = DetectionScorer(_Unscriptable(), [0.5] * 3, [0.25] * 3, ["score"], "score").eval()
     original = torch.onnx.export
 
     def no_dynamo(*args, **kwargs):
@@ -433,7 +439,7 @@ def test_fallbacks_trace_and_legacy_onnx_keep_a_dynamic_batch(tmp_path, monkeypa
         return original(*args, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", no_dynamo)
-    example = torch.rand(2, 3, 16, 16) * 255
+    example = {"image": torch.rand(2, 3, 16, 16) * 255}
     out = formats.export_formats(wrapper, example, tmp_path)
     assert out["torchscript"].method == "torch.jit.trace + freeze"
     assert out["onnx"].method == "torch.onnx.export(dynamo=False)"
@@ -443,9 +449,10 @@ def test_fallbacks_trace_and_legacy_onnx_keep_a_dynamic_batch(tmp_path, monkeypa
     for n in (1, 5):
         x = torch.rand(n, 3, 16, 16) * 255
         with torch.inference_mode():
-            expected = wrapper(x).numpy()
-            np.testing.assert_allclose(scripted(x).numpy(), expected, atol=TOL, rtol=0)
-        got = session.run(None, {"images": x.numpy()})[0]
+            expected = wrapper(x)["score"].numpy()
+            np.testing.assert_allclose(scripted(x)["score"].numpy(), expected, atol=TOL, rtol=0)
+        assert [o.name for o in session.get_outputs()] == ["score"]
+        got = session.run(None, {"image": x.numpy()})[0]
         np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
 
 
@@ -459,7 +466,7 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     spec = json.loads((bundle["dir"] / "preprocess.json").read_text())
     wrapper = build_wrapper(bundle["net"], bundle["run_config"])
     with torch.inference_mode():
-        eager = wrapper(torch.from_numpy(prepare(files, spec))).numpy()
+        eager = wrapper(torch.from_numpy(prepare(files, spec["inputs"]["image"])))["score"].numpy()
     data = json.loads((bundle["dir"] / "thresholds.json").read_text())
     glob = next(
         e
@@ -472,8 +479,12 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     shift = np.zeros(len(files), np.float32)
     shift[0] = 4e-6  # within the tolerance, across the threshold
 
-    def fake_backend(name, path, threads=None):
-        return lambda x: wrapper(torch.from_numpy(x)).detach().numpy() + shift[: len(x)]
+    def fake_backend(name, path, input_names, threads=None):
+        def run(x):
+            score = wrapper(torch.from_numpy(x["image"]))["score"].detach().numpy()
+            return {"score": score + shift[: len(score)]}
+
+        return run
 
     monkeypatch.setattr(parity, "load_backend", fake_backend)
     item = formats.Exported("onnx", bundle["dir"] / "model.onnx", ("model.onnx",), "fake")

@@ -20,13 +20,13 @@ from omegaconf import OmegaConf
 from idv.calibration.matching import calibrate_matching
 from idv.data.align import ARCFACE_TEMPLATE_112
 from idv.data.manifest import write_manifest
-from idv.evaluation.matching import Embeddings, search_table
 from idv.export.bundle import export_bundle
 from idv.export.parity import ParityOptions
 from idv.export.wrappers import EmbeddingScorer, build_wrapper
 from idv.serving import load_bundle
 from idv.serving.gallery import Gallery
 from idv.serving.preprocess import prepare
+from idv.tasks.scoring import Embeddings, search_table
 from tests.conftest import compose, make_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
@@ -47,7 +47,7 @@ def matching(tmp_path_factory):
         "task=face_match",
         "debug=fast",
         f"data.manifest={corpus / 'manifest.parquet'}",
-        "task.identities_per_batch=4",
+        "task.sampler.identities_per_batch=4",
         "augment.image_size=32",
         f"model.embedding_dim={DIM}",
     ]
@@ -64,7 +64,7 @@ def matching(tmp_path_factory):
     spec = {"resize": {"height": 32, "width": 32, "interpolation": "linear"}}
     files = [str(corpus / p) for p in frame["path"]]
     with torch.inference_mode():
-        emb = wrapper(torch.from_numpy(prepare(files, spec))).numpy()
+        emb = wrapper(torch.from_numpy(prepare(files, spec)))["embedding"].numpy()
     frame.loc[frame["split"].isin(["val", "train"]), "split"] = "calib"  # a test only
     rows = []
     for split, group in frame.groupby("split"):
@@ -126,15 +126,16 @@ def _eager(matching, files) -> np.ndarray:
     spec = json.loads((matching["dir"] / "preprocess.json").read_text())
     with torch.inference_mode():
         return build_wrapper(matching["net"], matching["run_config"])(
-            torch.from_numpy(prepare(files, spec))
-        ).numpy()
+            torch.from_numpy(prepare(files, spec["inputs"]["image"]))
+        )["embedding"].numpy()
 
 
 def test_wrapper_outputs_unit_norm_embeddings(matching) -> None:
     wrapper = build_wrapper(matching["net"], matching["run_config"])
     assert isinstance(wrapper, EmbeddingScorer)
     with torch.inference_mode():
-        out = wrapper(torch.rand(3, 3, 32, 32) * 255)
+        out = wrapper(torch.rand(3, 3, 32, 32) * 255)["embedding"]
+    assert wrapper.output_names == ["embedding"]
     assert out.shape == (3, DIM) and out.dtype == torch.float32
     assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
 
@@ -142,14 +143,14 @@ def test_wrapper_outputs_unit_norm_embeddings(matching) -> None:
 def test_parity_passes_on_embeddings_and_pair_decisions(matching) -> None:
     parity = json.loads((matching["dir"] / "parity.json").read_text())
     assert parity == matching["result"].parity
-    assert parity["passed"] and parity["failures"] == [] and parity["kind"] == "matching"
-    assert parity["output_shape"][1] == DIM and parity["samples"] >= 16
+    assert parity["passed"] and parity["failures"] == []
+    assert parity["outputs"] == {"embedding": [DIM]} and parity["samples"] >= 16
     assert set(parity["formats"]) == {"torchscript", "onnx"}
     for item in parity["formats"].values():
         assert item["max_abs_diff"] <= TOL and item["decision_disagreements"] == 0
         for b in parity["batch_sizes"]:
-            assert "max_abs_similarity_diff" in item[f"batch_{b}"]
-    assert parity["eager_vs_evaluation"]["max_abs_diff"] <= TOL
+            assert item[f"batch_{b}"]["max_abs_decision_value_diff"] <= 2 * TOL * DIM**0.5 + 1e-9
+    assert parity["eager_vs_evaluation"]["max_abs_diff"]["embedding"] <= TOL
     assert set(parity["decisions"]) == {"match", "review", "non_match"}
     assert sum(parity["decisions"].values()) == parity["samples"]
     assert set(parity["thresholds"]) == {"id", "review_at_or_above", "threshold"}
@@ -157,9 +158,11 @@ def test_parity_passes_on_embeddings_and_pair_decisions(matching) -> None:
 
 def test_bundle_describes_alignment_card_and_thresholds(matching) -> None:
     spec = json.loads((matching["dir"] / "preprocess.json").read_text())
-    assert "ArcFace template" in spec["crop"] and "align_face" in spec["crop"]
-    np.testing.assert_allclose(spec["alignment"]["template_112"], ARCFACE_TEMPLATE_112, atol=1e-4)
-    assert spec["output"]["shape"] == ["batch", DIM]
+    image = spec["inputs"]["image"]
+    assert "ArcFace template" in image["crop"] and "align_face" in image["crop"]
+    np.testing.assert_allclose(image["alignment"]["template_112"], ARCFACE_TEMPLATE_112, atol=1e-4)
+    assert spec["outputs"]["embedding"]["shape"] == ["batch", DIM]
+    assert spec["primary_output"] == "embedding" and spec["schema_version"] == 2
     card = json.loads((matching["dir"] / "model_card.json").read_text())
     assert card["task"] == {"name": "face_match", "kind": "matching"}
     assert "1:N" in card["intended_use"] and "synthetic" in " ".join(card["limitations"])
@@ -198,9 +201,10 @@ def test_embed_verify_identify(matching, backend) -> None:
     assert one_to_n.threshold != bundle.thresholds.global_entry().threshold
     assert len({c["id"] for c in found[0]}) == len(found[0])  # one candidate per identity
 
-    with pytest.raises(TypeError, match="embed / verify / identify"):
-        bundle.decide(np.array([0.1, 0.9]))
-    with pytest.raises(TypeError, match="embed / verify / identify"):
+    sims = np.array([0.1, 0.9, np.nan])
+    assert list(bundle.decide(sims)) == list(bundle.decide_similarities(sims))
+    assert bundle.decide(sims)[2] == "non_match"  # a failure to acquire is never a match
+    with pytest.raises(TypeError, match="Bundle.score is for detection bundles.*use .*embed"):
         bundle.score(files[:1])
 
 

@@ -138,7 +138,7 @@ def _face_overrides(root: Path, *extra: str) -> list[str]:
         "debug=fast",
         f"paths.data_dir={root}/data",
         "callbacks.rich_progress_bar=null",
-        "task.identities_per_batch=4",
+        "task.sampler.identities_per_batch=4",
         "model.embedding_dim=64",
         *extra,
     ]
@@ -153,7 +153,7 @@ def face_run(tiny_faces_root: Path, tmp_path_factory):
 
 
 def test_face_match_trains_and_selects_on_val_verification(face_run) -> None:
-    from idv.tasks.checkpoint import net_from_checkpoint
+    from idv.models.checkpoint import net_from_checkpoint
 
     assert "val/eer" in face_run.metrics and 0.0 <= face_run.metrics["val/eer"] <= 1.0
     net, config = net_from_checkpoint(face_run.best_checkpoint)
@@ -166,7 +166,7 @@ def test_face_match_trains_and_selects_on_val_verification(face_run) -> None:
 
 def test_face_match_evaluate_and_calibrate(face_run, tiny_faces_root: Path, tmp_path) -> None:
     from idv.calibration.thresholds import calibrate
-    from idv.evaluation.evaluate import evaluate
+    from idv.cli.evaluate import run as evaluate
 
     overrides = [
         "task=face_match",

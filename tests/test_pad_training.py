@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from idv.evaluation.evaluate import evaluate
-from idv.tasks.checkpoint import load_checkpoint, net_from_checkpoint
+from idv.cli.evaluate import run as evaluate
+from idv.models.checkpoint import load_checkpoint, net_from_checkpoint
 from idv.tasks.fit import fit
 from tests.conftest import compose, train_overrides
 

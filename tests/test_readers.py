@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from idv.data.augment.pipeline import build_transforms
-from idv.data.datasets import ImageDataset, collate_images
+from idv.data.datasets import ImageDataset, collate
 from idv.data.readers import ImageReadError, read_image
 
 AUGMENT = {"normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}, "train": [], "eval": []}
@@ -55,25 +54,19 @@ def dataset(tmp_path: Path, on_error: str) -> ImageDataset:
             "attack_type": ["bona_fide", "print"],
         }
     )
-    return ImageDataset(
-        frame,
-        tmp_path,
-        build_transforms(AUGMENT, "eval"),
-        ["bona_fide", "print"],
-        on_error=on_error,
-    )
+    return ImageDataset(frame, tmp_path, AUGMENT, "eval", ["bona_fide", "print"], on_error=on_error)
 
 
 def test_dataset_fails_by_default(tmp_path: Path) -> None:
     data = dataset(tmp_path, "fail")
-    assert data[0].label == 0 and data[0].image.shape == (3, 8, 8)
+    assert data[0].label == 0 and data[0].inputs["image"].shape == (3, 8, 8)
     with pytest.raises(ImageReadError, match="bad.jpg"):
         data[1]
 
 
 def test_dataset_skip_mode_counts_skipped(tmp_path: Path, caplog) -> None:
     data = dataset(tmp_path, "skip")
-    batch = collate_images([data[0], data[1]])
+    batch = collate([data[0], data[1]])
     assert batch.n_skipped == 1
     assert batch.sample_id == ["a"] and batch.image.shape == (1, 3, 8, 8)
     assert "bad.jpg" in caplog.text
@@ -84,4 +77,4 @@ def test_unknown_species_is_an_error(tmp_path: Path) -> None:
         {"sample_id": ["a"], "path": ["x.png"], "label": [1], "attack_type": ["deepfake"]}
     )
     with pytest.raises(ValueError, match="deepfake"):
-        ImageDataset(frame, tmp_path, build_transforms(AUGMENT, "eval"), ["bona_fide", "print"])
+        ImageDataset(frame, tmp_path, AUGMENT, "eval", ["bona_fide", "print"])

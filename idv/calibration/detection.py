@@ -444,3 +444,20 @@ def _test_report(
     worst_of(s < a, "apcer_auto_accept")
     note = f"species absent from these test rows: {missing}" if missing else None
     return SplitReport(counts, rates, note)
+
+
+def options_from_config(cfg) -> tuple[dict[str, Any], list[str]]:
+    """`calibrate_detection`'s options from the composed `calibrate` config (no other table)."""
+    from omegaconf import OmegaConf
+
+    return {
+        "targets": list(cfg.targets),
+        "segments": list(cfg.segments or []),
+        "min_subjects": int(cfg.min_subjects),
+        "review_share": float(cfg.review_share),
+        "score_calibration": cfg.score_calibration,
+        "bootstrap": OmegaConf.to_container(cfg.bootstrap, resolve=True),
+        "calib_split": cfg.get("calib_split", "calib"),
+        "report_split": cfg.get("report_split", "test"),
+        "score_range": list(cfg.task.score_range),
+    }, []

@@ -337,3 +337,23 @@ def _check_range(rows: pd.DataFrame, score_range, source: str, id_column: str) -
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def options_from_config(cfg) -> tuple[dict[str, Any], list[str]]:
+    """`calibrate_matching`'s options from the composed `calibrate` config; the search table
+    is needed when there are FPIR targets."""
+    from omegaconf import OmegaConf
+
+    fpir_targets = list(cfg.fpir_targets or [])
+    return {
+        "targets": list(cfg.targets),
+        "fpir_targets": fpir_targets,
+        "protocol": cfg.task.calibration_protocol,
+        "segments": list(cfg.segments or []),
+        "min_subjects": int(cfg.min_subjects),
+        "review_share": float(cfg.review_share),
+        "bootstrap": OmegaConf.to_container(cfg.bootstrap, resolve=True),
+        "calib_split": cfg.get("calib_split", "calib"),
+        "report_split": cfg.get("report_split", "test"),
+        "score_range": list(cfg.task.score_range),
+    }, (["search"] if fpir_targets else [])

@@ -1,34 +1,38 @@
 """idv-calibrate's logic: score table(s) -> thresholds.json (the single source of truth for
-decision thresholds, `idv.thresholds.Thresholds`) and thresholds.md.
+decision thresholds, `idv.thresholds.Thresholds`) and thresholds.md, for any kind.
 
-`run_calibration` reads the score table file of the task's kind through its one reader
-(`idv.score_tables`), hashes every input (and the checkpoint, when given and present), calls the
-kind's calibrator (`idv.calibration.detection`, `idv.calibration.matching`) and writes both files
-atomically. `calibrate(cfg)` is the same from the composed `calibrate` config.
+`run_calibration` reads the primary score table (`scores`) and the kind's other tables (by
+role, e.g. `search` for matching) through their one reader (`idv.score_tables`), hashes every
+input (and the checkpoint, when given and present), calls the kind's calibrator (`idv.kinds`
+part `calibrate`: the primary table, the other roles as keyword arguments, the options) and
+writes both files atomically. `calibrate(cfg)` is the same from the composed `calibrate` config;
+the kind reads its options, and which of its other tables they need, from it (part
+`calibration_options`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from idv import kinds
 from idv.atomic import write_text
 from idv.calibration.detection import calibrate_detection
 from idv.calibration.matching import calibrate_matching
 from idv.calibration.reporting import markdown_summary
 from idv.hashing import sha256_file
-from idv.score_tables import read_comparison_table, read_detection_table, read_search_table
+from idv.score_tables import read_table
 from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["calibrate", "calibrate_detection", "calibrate_matching", "run_calibration"]
 
-SEARCH_FILE = "search.parquet"  # idv-evaluate writes it beside the comparison table
-AUTO = "auto"
+AUTO = "auto"  # a role's table is idv-evaluate's <role>.parquet beside the primary one
 
 
 def _hashed(path: Path) -> dict[str, str]:
@@ -39,31 +43,28 @@ def run_calibration(
     scores: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
+    kind: str = "detection",
+    tables: Mapping[str, str | os.PathLike] | None = None,
     ckpt_path: str | os.PathLike | None = None,
     task: str | None = None,
-    kind: str = "detection",
-    search: str | os.PathLike | None = None,
     **options: Any,
 ) -> Thresholds:
-    """Read the score table `scores` (and, for a matching task, the search table `search`),
-    calibrate with the kind's calibrator (`**options` go to it), and write `thresholds.json` and
-    `thresholds.md` in `output_dir`."""
-    path = Path(scores)
-    inputs: dict[str, Any] = {"scores": None, "search": None, "checkpoint": None}
-    if kind == "detection":
-        table = read_detection_table(path)
-        inputs["scores"] = _hashed(path)
-        result = calibrate_detection(table, **options)
-    elif kind == "matching":
-        table = read_comparison_table(path)
-        inputs["scores"] = _hashed(path)
-        searched = None
-        if search is not None:
-            searched = read_search_table(search)
-            inputs["search"] = _hashed(Path(search))
-        result = calibrate_matching(table, search=searched, **options)
-    else:
-        raise ValueError(f"no calibration for task kind {kind!r}")
+    """Read the primary table `scores` (and `tables`: the kind's other roles, by path),
+    calibrate with the kind's calibrator (`**options` go to it), and write `thresholds.json`
+    and `thresholds.md` in `output_dir`."""
+    spec = kinds.get(kind)
+    paths = {"scores": Path(scores), **{r: Path(p) for r, p in (tables or {}).items()}}
+    unknown = sorted(set(paths) - set(spec.tables))
+    if unknown:
+        raise ValueError(
+            f"kind {kind!r} has no table role(s) {unknown}; roles: {list(spec.tables)}"
+        )
+    read = {role: read_table(path, spec.tables[role]) for role, path in paths.items()}
+    inputs: dict[str, Any] = {role: None for role in spec.tables}
+    inputs.update({role: _hashed(path) for role, path in paths.items()})
+    inputs["checkpoint"] = None
+    primary = read.pop("scores")
+    result = spec.calibrate(primary, **read, **options)
     if ckpt_path is not None:
         ckpt = Path(ckpt_path)
         if ckpt.is_file():
@@ -79,49 +80,31 @@ def run_calibration(
     return result
 
 
-def _search_path(cfg) -> str | None:
-    """`search: auto` is idv-evaluate's search table beside `scores`: it must be there."""
-    search = cfg.get("search")
-    if search != AUTO:
-        return search
-    found = Path(cfg.scores).parent / SEARCH_FILE
+def _role_path(cfg, role: str) -> str | None:
+    """`<role>: auto` is idv-evaluate's `<role>.parquet` beside `scores` (it must exist)."""
+    value = cfg.get(role)
+    if value != AUTO:
+        return value
+    found = Path(cfg.scores).parent / f"{role}.parquet"
     if not found.is_file():
         raise FileNotFoundError(
-            f"no search table {found} beside scores={cfg.scores} (search=auto): give "
-            "search=<search.parquet>, or search=null fpir_targets=[] for 1:1 thresholds only"
+            f"no {role} table {found} beside scores={cfg.scores} ({role}=auto): give "
+            f"{role}=<file>, or {role}=null (and the options that need it off)"
         )
     return str(found)
 
 
 def calibrate(cfg) -> Thresholds:
     """`run_calibration` from the composed `calibrate` config (conf/calibrate.yaml)."""
-    from omegaconf import OmegaConf
-
-    kind = cfg.task.get("kind", "detection")
-    common = {
-        "ckpt_path": cfg.get("ckpt_path"),
-        "task": cfg.task.name,
-        "kind": kind,
-        "targets": list(cfg.targets),
-        "segments": list(cfg.segments or []),
-        "min_subjects": int(cfg.min_subjects),
-        "review_share": float(cfg.review_share),
-        "bootstrap": OmegaConf.to_container(cfg.bootstrap, resolve=True),
-        "calib_split": cfg.get("calib_split", "calib"),
-        "report_split": cfg.get("report_split", "test"),
-        "score_range": list(cfg.task.score_range),
-    }
-    if kind == "matching":
-        fpir_targets = list(cfg.fpir_targets or [])
-        search = _search_path(cfg) if fpir_targets else None
-        return run_calibration(
-            cfg.scores,
-            cfg.output_dir,
-            **common,
-            search=search,
-            fpir_targets=fpir_targets,
-            protocol=cfg.task.calibration_protocol,
-        )
+    kind = kinds.of_task(cfg.task)
+    options, roles = kind.calibration_options(cfg)
+    tables = {role: path for role in roles if (path := _role_path(cfg, role))}
     return run_calibration(
-        cfg.scores, cfg.output_dir, **common, score_calibration=cfg.score_calibration
+        cfg.scores,
+        cfg.output_dir,
+        kind=kind.name,
+        tables=tables,
+        ckpt_path=cfg.get("ckpt_path"),
+        task=cfg.task.name,
+        **options,
     )

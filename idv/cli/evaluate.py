@@ -1,4 +1,5 @@
-"""idv-evaluate: score a split with a checkpoint (idv-evaluate task=pad ckpt_path=...)."""
+"""idv-evaluate: score a checkpoint's splits and judge them (idv-evaluate task=pad ckpt_path=...),
+or judge existing score tables (idv-evaluate scores=... [search=...])."""
 
 from __future__ import annotations
 
@@ -11,11 +12,23 @@ import idv  # noqa: F401  (offline switches first)
 from idv.cli import CONF_DIR
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig):
+    """Scoring (tasks layer) then judging (evaluation layer); one of ckpt_path / scores."""
     from idv.evaluation.evaluate import evaluate
 
-    result = evaluate(cfg)
+    if bool(cfg.get("scores")) == bool(cfg.get("ckpt_path")):
+        raise ValueError("give exactly one of ckpt_path=<checkpoint> or scores=<score table>")
+    tables = None
+    if cfg.get("ckpt_path"):
+        from idv.tasks.scoring import score_checkpoint
+
+        tables = score_checkpoint(cfg)
+    return evaluate(cfg, tables)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    result = run(cfg)
     table = Table(title=f"{cfg.task.name}: {cfg.split} ({result.output_dir / 'metrics.json'})")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,13 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
-from idv.data.augment.pipeline import build_transforms
-from idv.data.datasets import ImageDataset, Target, collate_images
+from idv.data.datasets import DatasetFactory, ImageDataset, ManifestDataset, Target, collate
 from idv.data.manifest import SPLITS, Manifest, ManifestError
 from idv.data.protocols import apply_protocol
 from idv.data.readers import OnError
-from idv.data.samplers import EpochSeededSampler, IdentityBalancedSampler, balanced_weights
+from idv.data.samplers import shuffled
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,19 @@ STAGE_SPLITS: dict[str | None, tuple[str, ...]] = {
 
 
 class IDVDataModule(L.LightningDataModule):
-    """Loads and validates a manifest, and serves its splits as image dataloaders.
+    """Loads and validates a manifest, and serves its splits as dataloaders of typed batches.
 
+    `dataset` is the modality's dataset class or a partial of it (`idv.data.datasets`:
+    ImageDataset, ClipDataset, ...; `data.dataset` in config), completed here with a split's
+    rows, the corpus root, the augment config and stage, the species, seed, error policy and
+    target; `sampler` is the training sampler's factory (`idv.data.samplers`: `shuffled`,
+    optionally class-balanced, or `identity_balanced` P x K batches for face matching), called
+    with the training labels, batch size and seed; every order depends on (seed, epoch) only.
     `augment` is an augment config (train/eval transform lists + normalisation);
-    `cache_decoded` decodes each split's images once, in memory (on small corpora the decode
-    is most of the loading cost); `balanced_sampling` draws training samples with probability
-    inversely proportional to their label's frequency instead of shuffling;
-    `identities_per_batch` (P) makes every training batch P identities x batch_size / P
-    samples (face matching); all orders depend on (seed, epoch) only. `target` is what a
-    sample's label holds: the manifest `label`, or its `subject` index (identity classes).
-    Rows with `acquired = False` (no usable face at import) never reach a dataset: evaluation
-    counts them as failures to acquire from `split_frame`.
+    `cache_decoded` decodes each split once, in memory (on small corpora the decode is most of
+    the loading cost). `target` is what a sample's label holds: the manifest `label`, or its
+    `subject` index (identity classes). Rows with `acquired = False` (no usable face at import)
+    never reach a dataset: evaluation counts them as failures to acquire from `split_frame`.
     """
 
     def __init__(
@@ -57,14 +59,14 @@ class IDVDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        balanced_sampling: bool = False,
+        dataset: DatasetFactory = ImageDataset,
+        sampler: Callable[..., Sampler] = shuffled,
         on_error: OnError = "fail",
         seed: int = 0,
         check_files: bool = True,
         protocol: Mapping[str, Any] | None = None,
         cache_decoded: bool = False,
         target: Target = "label",
-        identities_per_batch: int | None = None,
     ) -> None:
         super().__init__()
         self.manifest_file = Path(manifest)
@@ -75,16 +77,16 @@ class IDVDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.balanced_sampling = balanced_sampling
+        self.dataset_factory = _target(dataset)
+        self.sampler_factory = _target(sampler)
         self.on_error = on_error
         self.seed = seed
         self.check_files = check_files
         self.protocol = protocol
         self.cache_decoded = cache_decoded
         self.target = target
-        self.identities_per_batch = identities_per_batch
         self.manifest: Manifest | None = None
-        self.datasets: dict[str, ImageDataset] = {}
+        self.datasets: dict[str, ManifestDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         needed = STAGE_SPLITS.get(stage, ())
@@ -108,7 +110,14 @@ class IDVDataModule(L.LightningDataModule):
         assert self.manifest is not None, "call setup() first"
         return apply_protocol(self.manifest.split(split), self.protocol)
 
-    def dataset(self, split: str) -> ImageDataset:
+    def split_items(self, split: str) -> pd.DataFrame:
+        """The items (one per dataset sample) the split's rows make, failures to acquire
+        included: what score tables hold one row each of."""
+        factory = self.dataset_factory
+        cls = factory.func if isinstance(factory, functools.partial) else factory
+        return cls.items_of(self.split_frame(split))
+
+    def dataset(self, split: str) -> ManifestDataset:
         """The split's dataset, built (and decoded, if caching) on first use."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -116,16 +125,17 @@ class IDVDataModule(L.LightningDataModule):
             self.datasets[split] = self._dataset(split)
         return self.datasets[split]
 
-    def _dataset(self, split: str) -> ImageDataset:
-        stage = "train" if split == "train" else "eval"
+    def _dataset(self, split: str) -> ManifestDataset:
         frame = self.split_frame(split)
         if "acquired" in frame.columns:
             frame = frame[frame["acquired"].astype(bool)].reset_index(drop=True)
-        dataset = ImageDataset(
+        dataset = self.dataset_factory(
             frame,
             self.manifest.root,
-            build_transforms(self.augment, stage, seed=self.seed),
+            self.augment,
+            "train" if split == "train" else "eval",
             self.species,
+            seed=self.seed,
             on_error=self.on_error,
             target=self.target,
         )
@@ -139,21 +149,8 @@ class IDVDataModule(L.LightningDataModule):
             self.setup()
         dataset = self.dataset(split)
         sampler = None
-        if train and self.identities_per_batch:
-            if self.batch_size % self.identities_per_batch:
-                raise ValueError(
-                    f"batch_size {self.batch_size} is not a multiple of identities_per_batch "
-                    f"{self.identities_per_batch} (P x K batches)"
-                )
-            sampler = IdentityBalancedSampler(
-                dataset.labels,
-                self.identities_per_batch,
-                self.batch_size // self.identities_per_batch,
-                self.seed,
-            )
-        elif train:
-            weights = balanced_weights(dataset.labels) if self.balanced_sampling else None
-            sampler = EpochSeededSampler(len(dataset), self.seed, weights)
+        if train:
+            sampler = self.sampler_factory(dataset.labels, self.batch_size, self.seed)
         elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # Each sample exactly once across processes: Lightning's default sampler would pad
             # with repeats, and repeated scores would bias the operating-point metrics.
@@ -164,7 +161,7 @@ class IDVDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate_images,
+            collate_fn=collate,
             # Its own generator, so creating an iterator never draws from torch's global RNG
             # (which would shift dropout masks between an uninterrupted and a resumed run).
             generator=torch.Generator().manual_seed(self.seed),
@@ -178,3 +175,31 @@ class IDVDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")
+
+
+def _target(factory: Any) -> Any:
+    """A `_target_` node left unresolved by `_recursive_: false` is instantiated here."""
+    if isinstance(factory, Mapping) and "_target_" in factory:
+        from hydra.utils import instantiate
+
+        return instantiate(dict(factory), _convert_="all")
+    return factory
+
+
+def datamodule_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config's `data` node for `IDVDataModule` (Hydra `_target_` node), written by any
+    version of idv-train: checkpoints from before datasets and samplers became config targets
+    (`balanced_sampling`, `identities_per_batch`, an implicit ImageDataset) are read as the
+    equivalent `dataset` / `sampler` nodes."""
+    data = dict(data)
+    balanced = bool(data.pop("balanced_sampling", False))
+    identities = data.pop("identities_per_batch", None)
+    data.setdefault("dataset", {"_target_": "idv.data.datasets.ImageDataset", "_partial_": True})
+    if "sampler" not in data:
+        data["sampler"] = (
+            {"_target_": "idv.data.samplers.identity_balanced", "_partial_": True,
+             "identities_per_batch": int(identities)}
+            if identities
+            else {"_target_": "idv.data.samplers.shuffled", "_partial_": True, "balanced": balanced}
+        )  # fmt: skip
+    return data

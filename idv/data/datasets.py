@@ -1,53 +1,110 @@
-"""Modality-based datasets (not task-based): a task picks one in config."""
+"""Datasets by modality (not by task): a task picks one in config (`data.dataset`).
+
+Every dataset yields the same typed `Sample`: the shared fields (label, attack species index,
+sample id) plus named model `inputs` (`image`, `frames`, `metadata`, ...) and named training
+`targets` (`mask`, ...), so a task, a metric or the scorer reads what it needs by name, never by
+position. `collate` makes a `Batch` of the same shape. Modalities here:
+
+- `ImageDataset`: one image per sample (`path`), optionally a pixel mask (`mask_path`, a
+  training target that goes through the same geometric augmentation as the image) and a
+  metadata vector (manifest columns, an input);
+- `ClipDataset`: one clip per session (`session_id`): T frames (`path` per frame, ordered by
+  `frame_index`) through one augmentation draw, so that geometry stays consistent across frames.
+A modality that needs files checks its path column here (the manifest checks only that every
+file it names lies inside the corpus root).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from idv.data.augment.pipeline import reseed
+from idv.data.augment.pipeline import Stage, build_transforms, reseed
 from idv.data.readers import ImageReadError, OnError, read_image
 from idv.data.samplers import SampleKey
 
 log = logging.getLogger(__name__)
 
-Transform = Callable[..., dict]
 Target = Literal["label", "subject"]
 
 
-class ImageSample(NamedTuple):
-    """One image sample; default_collate turns a list of these into a batched ImageSample."""
+class Sample(NamedTuple):
+    """One item: named model inputs and training targets, and the shared fields."""
 
-    image: torch.Tensor
+    inputs: dict[str, torch.Tensor]
+    targets: dict[str, torch.Tensor]
     label: int
     species: int
     sample_id: str
 
 
-class ImageDataset(Dataset):
-    """Images of a manifest split, with label and attack species index.
+class Batch(NamedTuple):
+    """A collated batch. `batch.image` (or any input / target name) reads `inputs` first, then
+    `targets`; `n_skipped` counts unreadable samples dropped from it (skip mode)."""
 
-    `species` lists the task's attack types in index order (index 0 is usually `bona_fide`);
-    `transform` is an albumentations pipeline ending in ToTensorV2. `target="subject"` makes
-    the label the index of the sample's subject in the split's sorted subject ids (identity
-    classes, for face matching) instead of the manifest's `label`. With `on_error="skip"`
-    an unreadable image is logged by name and dropped by `collate_skipping`; the default
-    `"fail"` raises ImageReadError naming the file.
+    inputs: dict[str, torch.Tensor]
+    targets: dict[str, torch.Tensor]
+    label: torch.Tensor
+    species: torch.Tensor
+    sample_id: list[str]
+    n_skipped: int
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        if name in self.inputs:
+            return self.inputs[name]
+        if name in self.targets:
+            return self.targets[name]
+        raise AttributeError(f"the batch has no input or target {name!r}")
+
+
+def collate(samples: list[Sample | None]) -> Batch:
+    """Collate samples, dropping those a `skip`-mode dataset returned as None. The count
+    travels with the batch so the task can log the run's total of skipped samples."""
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        raise ImageReadError("every sample of a batch was unreadable; see the warnings above")
+    return Batch(
+        inputs=default_collate([s.inputs for s in kept]),
+        targets=default_collate([s.targets for s in kept]),
+        label=torch.as_tensor([s.label for s in kept]),
+        species=torch.as_tensor([s.species for s in kept]),
+        sample_id=[s.sample_id for s in kept],
+        n_skipped=len(samples) - len(kept),
+    )
+
+
+class ManifestDataset(Dataset):
+    """What every modality shares: the items (one row per sample the dataset yields, with
+    `sample_id`, `label`, `subject_id`, `attack_type` and the segment columns: what score tables
+    are built from), labels, species indices, the augmentation pipeline and the
+    `(index, seed)` reseeding of EpochSeededSampler keys.
+
+    `species` lists the task's attack types in index order; `augment` is an augment config
+    built for `stage` with the targets the modality needs; `target="subject"` makes the label
+    the index of the sample's subject among the split's sorted subject ids (identity classes).
+    With `on_error="skip"` an unreadable file is logged by name and its sample dropped.
     """
+
+    input_names: tuple[str, ...] = ()
+    target_names: tuple[str, ...] = ()
+    required_columns: tuple[str, ...] = ()
 
     def __init__(
         self,
         frame: pd.DataFrame,
         root: str | Path,
-        transform: Transform,
+        augment: Mapping[str, Any],
+        stage: Stage,
         species: Sequence[str],
+        *,
+        seed: int | None = None,
         on_error: OnError = "fail",
         target: Target = "label",
     ) -> None:
@@ -55,35 +112,63 @@ class ImageDataset(Dataset):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
         if target not in ("label", "subject"):
             raise ValueError(f"target must be 'label' or 'subject', got {target!r}")
+        missing = [c for c in self.required_columns if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} needs manifest column(s) {missing} "
+                f"(columns: {sorted(frame.columns)})"
+            )
         unknown = sorted(set(frame["attack_type"]) - set(species))
         if unknown:
             raise ValueError(
                 f"attack types {unknown} are not in the task's species {list(species)}"
             )
         self.root = Path(root)
-        self.transform = transform
         self.on_error = on_error
-        self.paths = frame["path"].astype(str).tolist()
-        self.sample_ids = frame["sample_id"].astype(str).tolist()
+        self.items = self.items_of(frame.reset_index(drop=True))
+        self.sample_ids = self.items["sample_id"].astype(str).tolist()
         if target == "subject":
-            self.labels = pd.factorize(frame["subject_id"].astype(str), sort=True)[0]
+            self.labels = pd.factorize(self.items["subject_id"].astype(str), sort=True)[0]
         else:
-            self.labels = frame["label"].to_numpy(dtype=np.int64)
+            self.labels = self.items["label"].to_numpy(dtype=np.int64)
         index = {name: i for i, name in enumerate(species)}
-        self.species = frame["attack_type"].map(index).to_numpy(dtype=np.int64)
-        self.decoded: list[np.ndarray | None] | None = None
+        self.species = self.items["attack_type"].map(index).to_numpy(dtype=np.int64)
+        self.transform = build_transforms(
+            augment, stage, seed=seed, additional_targets=self.additional_targets()
+        )
+        self.decoded: list[Any] | None = None
+
+    # -------------------------------------------------------------------- per modality
+
+    @classmethod
+    def items_of(cls, frame: pd.DataFrame) -> pd.DataFrame:
+        """The items a split's manifest rows make (default: one per row); score tables have
+        one row per item."""
+        return frame
+
+    def additional_targets(self) -> dict[str, str]:
+        """albumentations' `additional_targets` the modality needs (default: none)."""
+        return {}
+
+    def read(self, i: int) -> Any:
+        """The decoded raw data of item i (cached by `cache_decoded`)."""
+        raise NotImplementedError
+
+    def to_sample(self, raw: Any, i: int) -> Sample:
+        """Item i's Sample from its raw data, the transform applied."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------- shared
 
     def cache_decoded(self) -> None:
-        """Decode every image once, up front (before workers fork, so they share the memory).
-
-        Decoding JPEGs is most of the loading cost on a small corpus; augmentation still runs
-        per sample. Unreadable images follow `on_error` here already.
-        """
+        """Decode every item once, up front (before workers fork, so they share the memory):
+        on a small corpus decoding is most of the loading cost; augmentation still runs per
+        sample. Unreadable files follow `on_error` here already."""
         self.decoded = [self._read(i) for i in range(len(self))]
 
-    def _read(self, i: int) -> np.ndarray | None:
+    def _read(self, i: int) -> Any:
         try:
-            return read_image(self.root / self.paths[i])
+            return self.read(i)
         except ImageReadError as err:
             if self.on_error == "fail":
                 raise
@@ -91,9 +176,9 @@ class ImageDataset(Dataset):
             return None
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.items)
 
-    def __getitem__(self, key: int | SampleKey) -> ImageSample | None:
+    def __getitem__(self, key: int | SampleKey) -> Sample | None:
         """`key` is an index, or `(index, seed)` from an EpochSeededSampler: the augmentation
         of the sample is then reseeded from it (reproducible across resumes and workers)."""
         if isinstance(key, tuple):
@@ -101,30 +186,145 @@ class ImageDataset(Dataset):
             reseed(self.transform, seed)
         else:
             i = key
-        image = self.decoded[i] if self.decoded is not None else self._read(i)
-        if image is None:
+        raw = self.decoded[i] if self.decoded is not None else self._read(i)
+        if raw is None:
             return None
-        tensor = self.transform(image=image)["image"]
-        return ImageSample(tensor, int(self.labels[i]), int(self.species[i]), self.sample_ids[i])
+        return self.to_sample(raw, i)
+
+    def _sample(self, i: int, inputs: dict, targets: dict | None = None) -> Sample:
+        return Sample(
+            inputs, targets or {}, int(self.labels[i]), int(self.species[i]), self.sample_ids[i]
+        )
 
 
-class ImageBatch(NamedTuple):
-    """A collated batch; `n_skipped` counts unreadable samples dropped from it (skip mode)."""
+class ImageDataset(ManifestDataset):
+    """One image per sample (`path`). `mask=True`: a pixel mask per sample (`mask_path`, a
+    greyscale image, values > 0 = 1; a sample without one has an all-zero mask), a training
+    target augmented with the image's geometry. `metadata`: manifest columns stacked into a
+    float32 vector input `metadata` (capture metadata for a detector that reads both)."""
 
-    image: torch.Tensor
-    label: torch.Tensor
-    species: torch.Tensor
-    sample_id: list[str]
-    n_skipped: int
+    required_columns = ("path",)
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        root: str | Path,
+        augment: Mapping[str, Any],
+        stage: Stage,
+        species: Sequence[str],
+        *,
+        mask: bool = False,
+        metadata: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.mask = bool(mask)
+        self.metadata = list(metadata)
+        if self.mask and "mask_path" not in frame.columns:
+            raise ValueError(f"ImageDataset(mask=True) needs a mask_path column ({list(frame)})")
+        missing = [c for c in self.metadata if c not in frame.columns]
+        if missing:
+            raise ValueError(f"ImageDataset: metadata column(s) {missing} not in the manifest")
+        self.input_names = ("image", "metadata") if self.metadata else ("image",)
+        self.target_names = ("mask",) if self.mask else ()
+        super().__init__(frame, root, augment, stage, species, **kwargs)
+        self.paths = self.items["path"].astype(str).tolist()
+        if self.metadata:
+            values = self.items[self.metadata].to_numpy(dtype=np.float32)
+            if not np.isfinite(values).all():
+                row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+                raise ValueError(
+                    f"ImageDataset: metadata of sample {self.sample_ids[row]!r} is not finite"
+                )
+            self.metadata_values = values
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        image = read_image(self.root / self.paths[i])
+        if not self.mask:
+            return image, None
+        rel = self.items["mask_path"].iat[i]
+        if rel is None or (isinstance(rel, float) and rel != rel):
+            return image, np.zeros(image.shape[:2], np.uint8)
+        return image, (read_image(self.root / str(rel))[..., 0] > 0).astype(np.uint8)
+
+    def to_sample(self, raw: tuple[np.ndarray, np.ndarray | None], i: int) -> Sample:
+        image, mask = raw
+        if mask is None:
+            out = self.transform(image=image)
+            targets = {}
+        else:
+            out = self.transform(image=image, mask=mask)
+            targets = {"mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.float32)[None]}
+        inputs = {"image": out["image"]}
+        if self.metadata:
+            inputs["metadata"] = torch.from_numpy(self.metadata_values[i])
+        return self._sample(i, inputs, targets)
 
 
-def collate_images(samples: list[ImageSample | None]) -> ImageBatch:
-    """Collate image samples, dropping those a `skip`-mode dataset returned as None.
+class ClipDataset(ManifestDataset):
+    """One clip per session: the manifest has one row per frame (`session_id`, `frame_index`,
+    `path`), all frames of a session in one split with one label. An item is a session
+    (sample_id = session_id, its first frame's other columns); `frames` of them are taken evenly
+    spaced over the session (all of them when it has fewer: a clip is then padded by repeating
+    its last frame) and augmented with one draw: albumentations' additional targets keep crop,
+    flip and colour identical across frames. Input `frames`: (T, 3, H, W)."""
 
-    The count travels with the batch so the task can log the run's total of skipped samples.
-    """
-    kept = [s for s in samples if s is not None]
-    if not kept:
-        raise ImageReadError("every image of a batch was unreadable; see the warnings above")
-    image, label, species, sample_id = default_collate(kept)
-    return ImageBatch(image, label, species, list(sample_id), len(samples) - len(kept))
+    required_columns = ("path", "session_id", "frame_index")
+    input_names = ("frames",)
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        root: str | Path,
+        augment: Mapping[str, Any],
+        stage: Stage,
+        species: Sequence[str],
+        *,
+        frames: int = 8,
+        **kwargs: Any,
+    ) -> None:
+        if frames < 1:
+            raise ValueError(f"ClipDataset needs frames >= 1, got {frames}")
+        self.frames = int(frames)
+        super().__init__(frame, root, augment, stage, species, **kwargs)
+        per_session = frame.sort_values(["session_id", "frame_index"], kind="stable").groupby(
+            "session_id", sort=True
+        )
+        self.frame_paths = [
+            self._pick(group["path"].astype(str).tolist()) for _, group in per_session
+        ]
+
+    @classmethod
+    def items_of(cls, frame: pd.DataFrame) -> pd.DataFrame:
+        """One item per session: its first frame's row, sample_id = session_id."""
+        ordered = frame.sort_values(["session_id", "frame_index"], kind="stable")
+        per_session = ordered.groupby("session_id", sort=True)
+        mixed = per_session[["label", "split", "subject_id"]].nunique()
+        bad = mixed.index[(mixed > 1).any(axis=1)]
+        if len(bad):
+            raise ValueError(
+                f"session {bad[0]!r} mixes labels, splits or subjects across its frames"
+            )
+        items = per_session.first().reset_index()
+        items["sample_id"] = items["session_id"].astype(str)
+        return items
+
+    def _pick(self, paths: list[str]) -> list[str]:
+        if len(paths) >= self.frames:
+            chosen = np.linspace(0, len(paths) - 1, self.frames).round().astype(int)
+            return [paths[k] for k in chosen]
+        return paths + [paths[-1]] * (self.frames - len(paths))
+
+    def additional_targets(self) -> dict[str, str]:
+        return {f"image{k}": "image" for k in range(1, self.frames)}
+
+    def read(self, i: int) -> list[np.ndarray]:
+        return [read_image(self.root / p) for p in self.frame_paths[i]]
+
+    def to_sample(self, raw: list[np.ndarray], i: int) -> Sample:
+        named = {"image" if k == 0 else f"image{k}": frame for k, frame in enumerate(raw)}
+        out = self.transform(**named)
+        frames = torch.stack([out["image" if k == 0 else f"image{k}"] for k in range(len(raw))])
+        return self._sample(i, {"frames": frames})
+
+
+DatasetFactory = Callable[..., ManifestDataset]

@@ -21,15 +21,18 @@ SPLITS: tuple[str, ...] = ("train", "val", "calib", "test")
 BONA_FIDE = "bona_fide"
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "sample_id",
-    "path",
     "label",
     "subject_id",
     "split",
     "attack_type",
 )
+# Files a sample may point to, relative to the corpus root: each is checked where present
+# (inside the root, and existing when `check_files`); a dataset that needs one says so.
+PATH_COLUMNS: tuple[str, ...] = ("path", "mask_path")
 SEGMENT_COLUMNS: tuple[str, ...] = ("geography", "capture_device", "vendor")
 DEMOGRAPHIC_COLUMNS: tuple[str, ...] = ("age_band", "sex", "skin_tone")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
+    *PATH_COLUMNS,
     "source_sample_id",
     "session_id",
     *SEGMENT_COLUMNS,
@@ -71,7 +74,8 @@ class Manifest:
         """Read and validate a manifest; `root` defaults to the manifest's directory.
 
         `labels` is the task's label set (None: any), `required_splits` the splits the run
-        needs to be non-empty, `check_files` whether every `path` must exist under `root`.
+        needs to be non-empty, `check_files` whether every file (`path`, `mask_path`, where
+        present) must exist under `root`.
         """
         file = Path(file)
         if not file.is_file():
@@ -146,29 +150,38 @@ def validate(
 def _check_paths(manifest: Manifest, check_files: bool) -> None:
     frame, file = manifest.frame, manifest.file
     root = manifest.root.resolve()
-    for i, rel in enumerate(frame["path"].astype(str)):
-        candidate = Path(rel)
-        if candidate.is_absolute() or ".." in candidate.parts:
-            raise _row_error(
-                file,
-                frame,
-                i,
-                f"path {rel!r} escapes the corpus root {root} "
-                "(absolute paths and '..' are not allowed)",
-            )
-        if not check_files:
-            continue
-        full = root / candidate
-        if not full.exists():
-            raise _row_error(file, frame, i, f"path {rel!r} does not exist under {root}")
-        resolved = full.resolve()
-        if not resolved.is_relative_to(root):
-            raise _row_error(
-                file,
-                frame,
-                i,
-                f"path {rel!r} is a symlink that escapes the corpus root {root} (-> {resolved})",
-            )
+    for column in (c for c in PATH_COLUMNS if c in frame.columns):
+        for i, rel in enumerate(frame[column]):
+            if rel is None or (isinstance(rel, float) and rel != rel):  # an optional file
+                continue
+            _check_path(file, frame, i, column, str(rel), root, check_files)
+
+
+def _check_path(
+    file: Path, frame: pd.DataFrame, i: int, column: str, rel: str, root: Path, check_files: bool
+) -> None:
+    candidate = Path(rel)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise _row_error(
+            file,
+            frame,
+            i,
+            f"{column} {rel!r} escapes the corpus root {root} "
+            "(absolute paths and '..' are not allowed)",
+        )
+    if not check_files:
+        return
+    full = root / candidate
+    if not full.exists():
+        raise _row_error(file, frame, i, f"{column} {rel!r} does not exist under {root}")
+    resolved = full.resolve()
+    if not resolved.is_relative_to(root):
+        raise _row_error(
+            file,
+            frame,
+            i,
+            f"{column} {rel!r} is a symlink that escapes the corpus root {root} (-> {resolved})",
+        )
 
 
 def _check_subject_leakage(file: Path, frame: pd.DataFrame) -> None:

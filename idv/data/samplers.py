@@ -89,3 +89,28 @@ class IdentityBalancedSampler(Sampler[SampleKey]):
                 order += rng.choice(members, self.k, replace=len(members) < self.k).tolist()
         seeds = rng.integers(0, 2**31 - 1, size=len(order))
         return iter(zip(order, seeds.tolist(), strict=True))
+
+
+# Training samplers as config (`data.sampler`): partials completed by the datamodule with the
+# training split's labels, the batch size and the seed.
+
+
+def shuffled(
+    labels: np.ndarray, batch_size: int, seed: int, balanced: bool = False
+) -> EpochSeededSampler:
+    """A shuffled pass per epoch; `balanced`: class-balanced draws with replacement."""
+    return EpochSeededSampler(len(labels), seed, balanced_weights(labels) if balanced else None)
+
+
+def identity_balanced(
+    labels: np.ndarray, batch_size: int, seed: int, identities_per_batch: int
+) -> IdentityBalancedSampler:
+    """P x K batches (`identities_per_batch` = P, K = batch_size / P), for face matching."""
+    if batch_size % identities_per_batch:
+        raise ValueError(
+            f"batch_size {batch_size} is not a multiple of identities_per_batch "
+            f"{identities_per_batch} (P x K batches)"
+        )
+    return IdentityBalancedSampler(
+        labels, identities_per_batch, batch_size // identities_per_batch, seed
+    )

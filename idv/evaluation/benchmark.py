@@ -244,3 +244,60 @@ def benchmark(
     )
     boot = (n_resamples, seed, level)
     return run(kind, vendor_frames, ours, reference, providers, segments, boot, min_subjects)
+
+
+def common_options(cfg) -> dict:
+    """The options every kind's benchmark takes, from the composed `benchmark` config."""
+    from omegaconf import OmegaConf
+
+    return {
+        "split": cfg.split,
+        "reference": cfg.reference,
+        "providers": OmegaConf.to_container(cfg.providers, resolve=True),
+        "segments": list(cfg.segments),
+        "n_resamples": cfg.bootstrap.n_resamples,
+        "seed": cfg.bootstrap.seed,
+        "level": cfg.bootstrap.level,
+        "min_subjects": cfg.min_subjects,
+    }
+
+
+def ours_table(cfg, schema: str, expected: str):
+    """Our score table (`ours=`) of `schema`, through its one reader (idv.score_tables); None
+    when not given. A table of another schema says what is expected."""
+    from idv.score_tables import ScoreTableError, read_table
+
+    if not cfg.ours:
+        return None
+    try:
+        return read_table(cfg.ours, schema)
+    except ScoreTableError as err:
+        mode = f"mode {cfg.mode!r} " if cfg.get("mode") else ""
+        raise ScoreTableError(f"{err} ({mode}expects {expected})") from err
+
+
+def owned_inputs(cfg) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The owned manifest (its files are not needed) and the vendor files of the config."""
+    from idv.data.manifest import Manifest
+    from idv.evaluation.benchmark_io import read_vendor_file
+
+    manifest = Manifest.load(
+        cfg.manifest, labels=cfg.task.labels, required_splits=[cfg.split], check_files=False
+    )
+    return manifest.frame, [read_vendor_file(f) for f in cfg.vendor_files]
+
+
+def benchmark_from_config(cfg) -> tuple[BenchmarkResult, str]:
+    """The detection kind's benchmark from the composed `benchmark` config: (result, title)."""
+    if cfg.get("mode") is not None:
+        raise ValueError(
+            f"mode={cfg.mode!r} is for matching tasks (comparison | search); task "
+            f"{cfg.task.name!r} is a detection task: leave mode unset"
+        )
+    manifest_frame, vendors = owned_inputs(cfg)
+    expected = "our detection scores (idv-evaluate's tables/scores.parquet)"
+    ours = ours_table(cfg, "detection", expected)
+    result = benchmark(
+        manifest_frame, vendors, ours=ours, apcer_target=cfg.apcer_target, **common_options(cfg)
+    )
+    return result, f"{cfg.task.name}: vendor benchmark"

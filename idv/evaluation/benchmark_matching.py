@@ -659,3 +659,41 @@ def benchmark_searches(
     )
     boot = (n_resamples, seed, level)
     return run(kind, vendor_frames, ours, reference, providers, segments, boot, min_subjects)
+
+
+def benchmark_from_config(cfg) -> tuple[BenchmarkResult, str]:
+    """The matching kind's benchmark from the composed `benchmark` config, in `mode`
+    comparison (1:1, the default) or search (1:N): (result, title)."""
+    from idv.evaluation.benchmark import common_options, ours_table, owned_inputs
+
+    mode = cfg.get("mode") or "comparison"
+    if mode not in ("comparison", "search"):
+        raise ValueError(f"mode must be comparison (1:1) or search (1:N), got {mode!r}")
+    manifest_frame, vendors = owned_inputs(cfg)
+    protocols = cfg.task.protocols
+    if mode == "comparison":
+        ours = ours_table(
+            cfg, "comparison", "our comparison table (idv-evaluate's tables/scores.parquet)"
+        )
+        result = benchmark_comparisons(
+            manifest_frame,
+            vendors,
+            ours=ours,
+            protocol=cfg.comparison_protocol,
+            max_impostors=protocols.max_impostors,
+            protocol_seed=cfg.seed,
+            fmr_targets=[float(t) for t in cfg.fmr_targets],
+            **common_options(cfg),
+        )
+        return result, f"{cfg.task.name}: vendor benchmark, 1:1 {cfg.comparison_protocol}"
+    ours = ours_table(cfg, "search", "our search table (idv-evaluate's tables/search.parquet)")
+    result = benchmark_searches(
+        manifest_frame,
+        vendors,
+        ours=ours,
+        enrolled_fraction=protocols.search.enrolled_fraction,
+        protocol_seed=cfg.seed,
+        fpir_targets=[float(t) for t in cfg.fpir_targets],
+        **common_options(cfg),
+    )
+    return result, f"{cfg.task.name}: vendor benchmark, 1:N search"

@@ -1,25 +1,29 @@
-"""Face-matching evaluation: embeddings -> comparison (1:1) and search (1:N) score tables ->
-FNMR@FMR, EER, TAR@FAR, FNIR@FPIR, rank-k, per protocol, impostor set and segment.
+"""Judging matching score tables (the `matching` kind): comparison (1:1) and search (1:N)
+tables -> FNMR@FMR, EER, TAR@FAR, FNIR@FPIR, rank-k, per protocol, impostor set and segment.
 
-The score tables are the blueprint's: a comparison table (one row per comparison) and a search
-table (one row per returned candidate), so a vendor's scores in the same format are judged by
-the same code. A sample without an embedding (no face found at import: `acquired = False`)
-keeps its comparisons and searches as failures to acquire (a non-match, ISO/IEC 19795-1).
-Intervals resample probe subjects (`subject_id_b`): comparisons sharing a probe are correlated.
+The tables are the blueprint's: a comparison table (one row per comparison) and a search table
+(one row per returned candidate; `idv.tasks.scoring` builds ours), so a vendor's scores in the
+same format are judged by the same code. A failure to acquire (`acquired = False`) is a
+non-match (ISO/IEC 19795-1). Intervals resample probe subjects (`subject_id_b`): comparisons
+sharing a probe are correlated.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
+from omegaconf import DictConfig, OmegaConf
 
-from idv.data.comparisons import PROBE_COLUMNS, comparison_pairs, search_protocol
+from idv.atomic import atomic_path, write_json, write_text
+from idv.evaluation.intervals import flatten
+from idv.evaluation.plots import MATCHING_AXES, matching_plot_tables, write_plots
+from idv.evaluation.report import markdown_report
+from idv.evaluation.thresholding import operating_threshold
 from idv.metrics.bootstrap import (
     Interval,
     bootstrap_curve,
@@ -35,107 +39,10 @@ from idv.metrics.verification import (
     threshold_at_fmr,
     verification_report,
 )
-from idv.serving.gallery import Gallery
+from idv.score_tables import require_columns, require_splits
 
+log = logging.getLogger(__name__)
 IMPOSTOR_SETS = ("all", "demographic")
-
-
-@torch.inference_mode()
-def predict_embeddings(net: nn.Module, loader: DataLoader) -> tuple[list[str], np.ndarray]:
-    """(sample ids, float32 unit-norm embeddings) of every sample the loader yields."""
-    net.eval()
-    ids, out = [], []
-    for batch in loader:
-        out.append(net(batch.image).float())
-        ids.extend(batch.sample_id)
-    return ids, torch.cat(out).numpy()
-
-
-class Embeddings:
-    """Embeddings by sample id; samples without one are failures to acquire."""
-
-    def __init__(self, sample_ids: Sequence[str], vectors: np.ndarray) -> None:
-        self.row = {s: i for i, s in enumerate(sample_ids)}
-        self.vectors = vectors
-
-    def lookup(self, sample_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(vectors, acquired); a missing sample gets a zero vector and acquired False."""
-        rows = np.array([self.row.get(s, -1) for s in sample_ids], dtype=np.int64)
-        found = rows >= 0
-        vectors = np.zeros((len(rows), self.vectors.shape[1]), np.float32)
-        vectors[found] = self.vectors[rows[found]]
-        return vectors, found
-
-
-def comparison_table(
-    frame: pd.DataFrame,
-    embeddings: Embeddings,
-    protocols: Sequence[str],
-    *,
-    max_impostors: int | None = None,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The comparison score table of a split: cosine similarity per pair, `acquired` False
-    (score NaN) where either side has no embedding."""
-    tables = []
-    for protocol in protocols:
-        pairs = comparison_pairs(frame, protocol, max_impostors=max_impostors, seed=seed)
-        if pairs.empty:
-            continue
-        a, ok_a = embeddings.lookup(pairs["sample_id_a"].tolist())
-        b, ok_b = embeddings.lookup(pairs["sample_id_b"].tolist())
-        acquired = ok_a & ok_b
-        score = np.where(acquired, np.einsum("ij,ij->i", a, b), np.nan)
-        tables.append(pairs.assign(score=score, acquired=acquired))
-    if not tables:
-        raise ValueError(f"no comparisons of protocols {list(protocols)} in this split")
-    return pd.concat(tables, ignore_index=True)
-
-
-def search_table(
-    frame: pd.DataFrame,
-    embeddings: Embeddings,
-    *,
-    enrolled_fraction: float,
-    top_k: int,
-    gallery: Mapping[str, Any],
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The search score table of a split: probes searched in a FAISS gallery of the enrolled
-    subjects, one row per returned candidate (an unacquired probe: one empty row)."""
-    protocol = search_protocol(frame, enrolled_fraction=enrolled_fraction, seed=seed)
-    enrol, enrolled_ok = embeddings.lookup(protocol.gallery["sample_id"].tolist())
-    index = Gallery.from_config(dict(gallery))
-    index.enrol(enrol[enrolled_ok], protocol.gallery["subject_id"].to_numpy(dtype=str)[enrolled_ok])
-    probes = protocol.probes
-    vectors, acquired = embeddings.lookup(probes["sample_id"].tolist())
-    found = index.search(vectors[acquired], k=top_k, distinct_ids=True)
-    keep = [c for c in PROBE_COLUMNS if c in probes.columns]
-    rows: list[dict[str, Any]] = []
-    result_row = np.cumsum(acquired) - 1
-    for i, probe in enumerate(probes.itertuples(index=False)):
-        base = {
-            "search_id": f"search:{i}",
-            "probe_sample_id": probe.sample_id,
-            "probe_subject_id": probe.subject_id,
-            "mated": bool(probe.mated),
-            "acquired": bool(acquired[i]),
-            **{c: getattr(probe, c) for c in keep},
-        }
-        if not acquired[i]:
-            rows.append({**base, "rank": np.nan, "candidate_subject_id": None, "score": np.nan})
-            continue
-        r = result_row[i]
-        for j in np.flatnonzero(found.valid[r]):
-            rows.append(
-                {
-                    **base,
-                    "rank": int(found.ranks[r, j]),
-                    "candidate_subject_id": found.ids[r, j],
-                    "score": float(found.scores[r, j]),
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def impostor_set(table: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -284,3 +191,63 @@ def search_metrics(
     metrics = {f"search/{k}": None if isinstance(v, NotSupported) else v for k, v in report.items()}
     metrics["search/mated_subjects"] = int(table.loc[table["mated"], "probe_subject_id"].nunique())
     return metrics, unsupported
+
+
+def evaluate_matching(
+    cfg: DictConfig, tables: Mapping[str, pd.DataFrame], out: Path
+) -> dict[str, Any]:
+    """metrics.json, segments.csv, plots/ and report.md of the reported split (`cfg.split`):
+    per protocol, impostor set and probe segment from the comparisons (`scores`), and 1:N
+    figures from the searches (`search`) when given; returns the metrics."""
+    task, report_cfg = cfg.task, cfg.report
+    table, search = tables["scores"], tables.get("search")
+    require_columns(table, ["split", "protocol", "demographic_match"], "matching evaluation")
+    require_splits(table, [cfg.split], "evaluation")
+    val, target = table[table["split"] == "val"], table[table["split"] == cfg.split]
+    boot = OmegaConf.to_container(cfg.bootstrap, resolve=True)
+    found, intervals, unsupported = verification_metrics(
+        target, task.fmr_targets, report_cfg.min_subjects, boot
+    )
+    metrics: dict[str, Any] = {f"{cfg.split}/{k}": v for k, v in found.items()}
+    protocol, fmr = task.protocols.comparisons[0], float(task.fmr_targets[0])
+    val_point = None
+    if len(val):  # only val's EERs are reported: no intervals, no operating points
+        val_found, _, _ = verification_metrics(val, (), report_cfg.min_subjects, None)
+        metrics.update({f"val/{k}": v for k, v in val_found.items() if k.endswith("/eer")})
+        name = f"{protocol}_fmr_{fmr:.0e}_threshold"
+        val_point = (val_threshold(val, protocol, fmr), name, f"val {protocol} FMR {fmr:g}")
+        metrics[f"val/{name}"] = val_point[0]
+    metrics.update(flatten(f"{cfg.split}/", intervals))
+    if search is not None:
+        require_splits(search, [cfg.split], "1:N evaluation")
+        rows = search[search["split"] == cfg.split] if "split" in search.columns else search
+        found, missing = search_metrics(rows, task.fpir_targets, report_cfg.min_subjects)
+        metrics.update({f"{cfg.split}/{k}": v for k, v in found.items()})
+        unsupported.update(missing)
+    operating = operating_threshold(cfg, val_point)
+    segments = pd.DataFrame()
+    if operating.value is not None:
+        columns = [c for c in report_cfg.segment_columns if c in target.columns]
+        segments = segment_rates(target, columns, operating.value, report_cfg.min_subjects, boot)
+    metrics[f"{cfg.split}/failures_to_acquire"] = int((~target["acquired"]).sum())
+
+    write_json(metrics, out / "metrics.json")
+    headline = target[target["protocol"] == protocol]
+    write_plots(matching_plot_tables(headline), out / "plots", MATCHING_AXES)
+    with atomic_path(out / "segments.csv") as tmp:
+        segments.to_csv(tmp, index=False)
+    notes = [
+        f"Scores from `{cfg.get('scores') or cfg.ckpt_path}`, split `{cfg.split}`; comparison "
+        f"protocols {list(task.protocols.comparisons)} (`_demographic`: impostors of the same "
+        "sex, age band and skin tone only). Segment rates by the probe's segment. Plots: the "
+        "first protocol.",
+        operating.note,
+        *[f"`{cfg.split}/{k}` not supported: {v.reason}." for k, v in unsupported.items()],
+    ]
+    if search is None:
+        notes.append("No search table: no 1:N figures (give search=<search table>).")
+    write_text(
+        markdown_report(f"{task.name}: evaluation on {cfg.split}", metrics, segments, [], notes),
+        out / "report.md",
+    )
+    return metrics

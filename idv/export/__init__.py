@@ -10,11 +10,11 @@ none of them.
 
 from idv.export.formats import EXPORTERS, Exported, export_formats
 from idv.export.parity import ParityError, ParityOptions
-from idv.export.wrappers import WRAPPERS, DetectionScorer, build_wrapper
+from idv.export.wrappers import DetectionScorer, EmbeddingScorer, build_wrapper
 
 __all__ = [
     "EXPORTERS",
-    "WRAPPERS",
+    "EmbeddingScorer",
     "DetectionScorer",
     "Exported",
     "ExportResult",

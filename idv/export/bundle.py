@@ -24,15 +24,16 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
+from idv.data.datamodule import datamodule_config
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.formats import export_formats
 from idv.export.parity import ParityOptions, check_parity, held_out_samples
-from idv.export.preprocess import preprocess_spec
-from idv.export.wrappers import augment_of, build_wrapper, task_kind
+from idv.export.preprocess import input_spec, preprocess_spec
+from idv.export.wrappers import augment_of, build_wrapper
 from idv.hashing import sha256_file
+from idv.models.checkpoint import net_from_checkpoint
 from idv.serving.bundle import verify_bundle, write_checksums
-from idv.serving.preprocess import prepare
-from idv.tasks.checkpoint import net_from_checkpoint
+from idv.serving.preprocess import prepare_inputs
 from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def training_data(datamodule, manifest_file: Path) -> dict[str, Any]:
 def load_datamodule(run_config: Mapping[str, Any], manifest: str | None, root: str | None):
     """The run's IDVDataModule (its data config), optionally on another manifest path (the
     checkpoint's may be relative to where training ran)."""
-    data_cfg = dict(run_config["data"])
+    data_cfg = datamodule_config(run_config["data"])
     data_cfg["augment"] = augment_of(run_config)
     if manifest:
         data_cfg["manifest"] = str(manifest)
@@ -114,7 +115,7 @@ def export_bundle(
     bundle_dir: str | os.PathLike,
     *,
     evaluation_dir: str | os.PathLike | None = None,
-    formats: Sequence[str] = ("torchscript", "onnx"),
+    formats: Sequence[str] | None = None,
     parity: ParityOptions | None = None,
     manifest: str | None = None,
     root: str | None = None,
@@ -122,24 +123,35 @@ def export_bundle(
     intended_use: str | None = None,
     limitations: Sequence[str] = (),
 ) -> ExportResult:
-    """Write the bundle of `ckpt_path` into `bundle_dir` (replacing it only on success)."""
+    """Write the bundle of `ckpt_path` into `bundle_dir` (replacing it only on success);
+    `formats`: None for the task's `export_formats`; `crop_note`: None for the task's."""
     options = parity or ParityOptions()
     ckpt = Path(ckpt_path)
     net, run_config = net_from_checkpoint(ckpt)
-    kind = task_kind(run_config)
+    task = dict(run_config.get("task") or {})
+    if crop_note:
+        task["crop_note"] = crop_note
+    run_config = {**run_config, "task": task}
     ckpt_sha = sha256_file(ckpt)
-    thresholds_data, thresholds_bytes = read_thresholds(thresholds, ckpt_sha, kind)
+    thresholds_data, thresholds_bytes = read_thresholds(thresholds, ckpt_sha, task.get("kind"))
     evaluation = read_evaluation(evaluation_dir)
     wrapper = build_wrapper(net, run_config)
     augment = augment_of(run_config)
-    task = run_config.get("task") or {}
-    dim = (run_config.get("model") or {}).get("embedding_dim") or getattr(
-        net, "embedding_dim", None
-    )
-    spec = preprocess_spec(augment, crop_note or task.get("crop_note"), kind, dim)
     datamodule, manifest_file = load_datamodule(run_config, manifest, root)
     frames = {s: datamodule.split_frame(s) for s in ("test", "calib")}
     samples = held_out_samples(frames, datamodule.manifest.root, options.min_samples)
+    data = run_config.get("data") or {}
+    inputs = {"inputs": {n: input_spec(n, augment, task, data) for n in wrapper.input_names}}
+    example = {
+        k: torch.from_numpy(v)
+        for k, v in prepare_inputs(samples["file"].tolist()[:2], inputs).items()
+    }
+    if any(len(v) < 2 for v in example.values()):
+        example = {k: torch.cat([v, v]) for k, v in example.items()}
+    with torch.inference_mode():
+        shapes = {k: tuple(v.shape[1:]) for k, v in wrapper(**example).items()}
+    spec = preprocess_spec(wrapper, run_config, augment, shapes)
+    formats = list(formats or task.get("export_formats") or ("torchscript", "onnx"))
 
     target = Path(bundle_dir)
     if target.exists() and not target.is_dir():
@@ -149,9 +161,6 @@ def export_bundle(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        example = torch.from_numpy(prepare(samples["file"].tolist()[:2], spec))
-        if len(example) < 2:
-            example = torch.cat([example, example])
         exported = export_formats(wrapper, example, tmp, formats)
         report = check_parity(
             wrapper, net, exported, samples, spec, augment, thresholds_data, options
@@ -202,7 +211,7 @@ def export(cfg) -> ExportResult:
         cfg.thresholds,
         cfg.bundle_dir,
         evaluation_dir=cfg.get("evaluation_dir"),
-        formats=list(cfg.formats),
+        formats=list(cfg.formats) if cfg.get("formats") else None,
         parity=ParityOptions(
             min_samples=int(p.min_samples),
             batch_size=int(p.batch_size),

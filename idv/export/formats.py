@@ -1,6 +1,6 @@
 """Writing an inference wrapper to deployable formats, behind one small interface.
 
-    exported = export_formats(wrapper, example, out_dir, ["torchscript", "onnx"])
+    exported = export_formats(wrapper, {"image": batch}, out_dir, ["torchscript", "onnx"])
     exported["onnx"].path  # out_dir / "model.onnx"
 
 - TorchScript (`model.ts`): `torch.jit.script` (control flow kept), falling back to
@@ -10,16 +10,22 @@
   axis, weights inside the file (`external_data=False`; a model over protobuf's 2 GB limit gets
   `model.onnx.data` beside it); if the dynamo exporter fails, the TorchScript-based exporter
   (`dynamo=False`, `dynamic_axes`).
-Both take the wrapper's input `images` (N, 3, H, W) and give `scores` (N,). TorchScript and
-torch.onnx emit FutureWarnings in torch 2.14 (deprecated in favour of torch.export): expected.
-Lightning's `to_torchscript` is not used (deprecated, and the wrapper is no LightningModule).
+Both carry the wrapper's signature: its named inputs (`wrapper.input_names`, each with a
+dynamic batch axis) and named outputs (`wrapper.output_names`; TorchScript returns them as a
+dict, ONNX names its outputs). TorchScript and torch.onnx emit FutureWarnings in torch 2.14
+(deprecated in favour of `torch.export`): expected. Lightning's `to_torchscript` is not used
+(deprecated, and the wrapper is no LightningModule). Moving to `torch.export` would take: an
+`ExportedProgram` per format (`torch.export.export(wrapper, args, dynamic_shapes=...)`, which
+the dynamo ONNX path already builds), `torch.export.save` / `load` in place of
+`torch.jit.save` / `load` in the TorchScript backend, and models free of data-dependent
+control flow (what `torch.jit.script` tolerates and `torch.export` does not).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +35,6 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "scores"
 # Format -> (file in the bundle, idv.serving backend that runs it).
 FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 SERVING_BACKENDS = {"torchscript": "torchscript", "onnx": "onnxruntime"}
@@ -67,7 +71,14 @@ def _quiet(names: Sequence[str] = NOISY_LOGGERS) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def export_torchscript(wrapper: nn.Module, example: torch.Tensor, out_dir: Path) -> Exported:
+Example = Mapping[str, torch.Tensor]  # an input batch by name, N >= 2
+
+
+def _args(wrapper: nn.Module, example: Example) -> tuple[torch.Tensor, ...]:
+    return tuple(example[name] for name in wrapper.input_names)
+
+
+def export_torchscript(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported:
     """`model.ts`: scripted (or traced with checks when scripting fails), then frozen."""
     path = Path(out_dir) / FILES["torchscript"]
     wrapper = wrapper.eval()
@@ -80,31 +91,34 @@ def export_torchscript(wrapper: nn.Module, example: torch.Tensor, out_dir: Path)
         except Exception as err:  # noqa: BLE001 - any scripting failure: trace instead
             notes.append(f"torch.jit.script failed ({type(err).__name__}: {err}); traced")
             log.info("scripting failed (%s); tracing with checks", err)
-            checks = [(example[:1],), (torch.cat([example, example]),)]
+            args = _args(wrapper, example)
+            checks = [tuple(a[:1] for a in args), tuple(torch.cat([a, a]) for a in args)]
             with torch.no_grad():
-                module = torch.jit.trace(wrapper, (example,), check_inputs=checks, strict=True)
+                module = torch.jit.trace(wrapper, args, check_inputs=checks, strict=False)
             method = "trace"
         module = torch.jit.freeze(module.eval())
     module.save(str(path))
     return Exported("torchscript", path, (path.name,), f"torch.jit.{method} + freeze", notes)
 
 
-def export_onnx(wrapper: nn.Module, example: torch.Tensor, out_dir: Path) -> Exported:
+def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported:
     """`model.onnx` with a dynamic batch axis; dynamo exporter first, legacy one as fallback."""
     path = Path(out_dir) / FILES["onnx"]
     wrapper = wrapper.eval()
     notes: list[str] = []
-    common = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "verbose": False}
+    inputs, outputs = list(wrapper.input_names), list(wrapper.output_names)
+    common = {"input_names": inputs, "output_names": outputs, "verbose": False}
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    args = _args(wrapper, example)
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             program = torch.onnx.export(
                 wrapper,
-                (example,),
+                args,
                 dynamo=True,
-                dynamic_shapes={INPUT_NAME: {0: batch}},
+                dynamic_shapes={name: {0: batch} for name in inputs},
                 external_data=False,
                 **common,
             )
@@ -121,10 +135,10 @@ def export_onnx(wrapper: nn.Module, example: torch.Tensor, out_dir: Path) -> Exp
                 stale.unlink(missing_ok=True)
             torch.onnx.export(
                 wrapper,
-                (example,),
+                args,
                 str(path),
                 dynamo=False,
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
                 **common,
             )
             method = "torch.onnx.export(dynamo=False)"
@@ -135,7 +149,7 @@ def export_onnx(wrapper: nn.Module, example: torch.Tensor, out_dir: Path) -> Exp
 
 
 # Format name -> exporter. Looked up at call time (tests replace an entry).
-EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, Path], Exported]] = {
+EXPORTERS: dict[str, Callable[[nn.Module, Example, Path], Exported]] = {
     "torchscript": export_torchscript,
     "onnx": export_onnx,
 }
@@ -143,17 +157,23 @@ EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, Path], Exported]] = {
 
 def export_formats(
     wrapper: nn.Module,
-    example: torch.Tensor,
+    example: Example,
     out_dir: str | Path,
     formats: Sequence[str] = ("torchscript", "onnx"),
 ) -> dict[str, Exported]:
-    """Write `wrapper` in each of `formats` into `out_dir`; `example` is a float32 input batch
-    (N >= 2, so that no exporter specialises the batch size to 1)."""
+    """Write `wrapper` in each of `formats` into `out_dir` (TorchScript, the mission's format,
+    is always one of them); `example` is an input batch by name (N >= 2, so that no exporter
+    specialises the batch size to 1)."""
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown or formats}; have {sorted(EXPORTERS)}")
-    if example.shape[0] < 2:
-        raise ValueError("the example batch needs at least 2 images (a batch of 1 specialises)")
+    if "torchscript" not in formats:
+        raise ValueError(f"formats {list(formats)}: TorchScript is always exported; add it")
+    missing = [n for n in wrapper.input_names if n not in example]
+    if missing:
+        raise ValueError(f"the example batch lacks input(s) {missing} of the wrapper")
+    if any(example[n].shape[0] < 2 for n in wrapper.input_names):
+        raise ValueError("the example batch needs at least 2 items (a batch of 1 specialises)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return {name: EXPORTERS[name](wrapper, example, out) for name in dict.fromkeys(formats)}

@@ -1,29 +1,25 @@
 """The parity gate: exported formats against the eager wrapper, before any bundle is written.
 
 On held-out image files (the checkpoint's data config: split `test`, then `calib` to reach
-`min_samples`):
+`min_samples`), for EVERY named output of the wrapper:
 
 1. Preprocessing: serving's decode + resize (`idv.serving.preprocess`) then normalisation
    against the evaluation transform of training (`build_transforms(augment, "eval")` on
    `idv.data.readers.read_image`): max absolute difference <= `preprocess_tolerance` (1e-6).
-2. End to end: the eager wrapper on serving's input against the eager network on the
-   evaluation transform's tensor (what idv-evaluate scores): max |score difference| <= tolerance.
+2. End to end: the eager wrapper on serving's input against what idv-evaluate scores (the
+   network on the evaluation transform's tensor, behind the same output head, as in the task's
+   `predict_step`): max |difference| <= tolerance, per output.
 3. Every exported format, loaded from its file by the serving backend, at batch size 1 and at
-   `batch_size`, against the eager wrapper at the same batch size: max |score difference| <=
-   `tolerance` (1e-5, float32).
-4. Decisions at the global headline thresholds of thresholds.json (`Thresholds.decide`: the
-   review edge and the threshold) agree on every sample, except samples whose eager score lies
-   within `tolerance` of an edge: those are counted and reported, not failed.
+   `batch_size`, against the eager wrapper at the same batch size: max |difference| <=
+   `tolerance` (1e-5, float32), per output.
+4. Decisions at the global headline thresholds of thresholds.json (`Thresholds.decide`) agree
+   on every item, except items whose eager value lies within the kind's margin of an edge:
+   those are counted and reported, not failed. What decisions are made on is the kind's
+   (`idv.kinds` part `decision_values`): the primary score itself (detection), or pair
+   similarities of the embeddings (matching: each held-out sample against the next one, with
+   the margin 2 * sqrt(D) * tolerance + D * tolerance**2, the most a similarity of two unit
+   vectors moves when every coordinate moves by at most `tolerance`).
 Any failure raises ParityError with the figures; the report is what parity.json holds.
-
-Matching tasks (thresholds.json `kind: matching`) differ where their output does: the outputs
-are (N, D) unit-norm embeddings, compared elementwise (max |diff| <= tolerance in 2 and 3; the
-eager reference of 2 is the network's output itself), and decisions (match / review /
-non_match) are checked on pair similarities: each
-held-out sample against the next one (`np.roll(..., -1)`). A pair counts as near a threshold
-when its eager similarity lies within `similarity_margin` of it: the most a similarity of two
-unit vectors can move when every coordinate moves by at most `tolerance`,
-2 * sqrt(D) * tolerance + D * tolerance**2.
 """
 
 from __future__ import annotations
@@ -39,11 +35,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from idv import kinds
 from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
 from idv.export.formats import Exported
+from idv.export.wrappers import ServingWrapper
+from idv.models.outputs import named_outputs
 from idv.serving.backends import load_backend
-from idv.serving.preprocess import normalise, prepare
+from idv.serving.preprocess import normalise, prepare_inputs
 from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -103,28 +102,32 @@ def held_out_samples(
     return table
 
 
-def _batched(fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """fn over batches: (N,) for one value per sample (scores), else (N, D) (embeddings)."""
-    out = np.concatenate(
-        [
-            np.asarray(fn(inputs[i : i + batch_size]), dtype=np.float32).reshape(
-                len(inputs[i : i + batch_size]), -1
-            )
-            for i in range(0, len(inputs), batch_size)
-        ]
-    )
-    return out[:, 0] if out.shape[1] == 1 else out
+Outputs = dict[str, np.ndarray]
 
 
-def _pair_similarities(embeddings: np.ndarray) -> np.ndarray:
-    """Each sample's similarity with the next one (the last with the first)."""
-    e = np.asarray(embeddings, np.float64)
-    return np.sum(e * np.roll(e, -1, axis=0), axis=1)
+def _batched(fn, inputs: Outputs, batch_size: int) -> Outputs:
+    """fn over batches of named inputs; the named outputs concatenated."""
+    n = len(next(iter(inputs.values())))
+    parts = [
+        fn({k: v[i : i + batch_size] for k, v in inputs.items()}) for i in range(0, n, batch_size)
+    ]
+    return {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts]) for k in parts[0]}
 
 
-def _values(kind: str, outputs: np.ndarray) -> np.ndarray:
-    """What decisions are made on: the score itself, or (matching) pair similarities."""
-    return _pair_similarities(outputs) if kind == "matching" else outputs
+def primary_scores(outputs: Outputs, primary: str, tolerance: float) -> tuple[np.ndarray, float]:
+    """Detection decides on the primary score itself; near an edge: within `tolerance`."""
+    return np.asarray(outputs[primary], np.float64), tolerance
+
+
+def pair_similarities(outputs: Outputs, primary: str, tolerance: float) -> tuple[np.ndarray, float]:
+    """Matching decides on similarities: each sample's with the next one (the last with the
+    first); near an edge: within the most a similarity of two unit vectors moves when every
+    coordinate moves by at most `tolerance`."""
+    e = np.asarray(outputs[primary], np.float64)
+    dim = e.shape[1] if e.ndim == 2 else 1
+    return np.sum(e * np.roll(e, -1, axis=0), axis=1), 2 * np.sqrt(
+        dim
+    ) * tolerance + dim * tolerance**2
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -132,8 +135,12 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if np.isnan(d).any() else float(d.max(initial=0.0))
 
 
+def _diffs(a: Outputs, b: Outputs) -> dict[str, float]:
+    return {name: _diff(a[name], b[name]) for name in a}
+
+
 def check_parity(
-    wrapper: nn.Module,
+    wrapper: ServingWrapper,
     net: nn.Module,
     exported: Mapping[str, Exported],
     samples: pd.DataFrame,
@@ -142,18 +149,20 @@ def check_parity(
     thresholds: Thresholds,
     options: ParityOptions,
 ) -> dict[str, Any]:
-    """Run the gate (module docstring); returns the report, raises ParityError on a failure.
-    Decisions are `thresholds.decide` at the global headline threshold."""
-    kind = thresholds.kind
-    output = "embedding" if kind == "matching" else "score"
+    """Run the gate (module docstring); returns the report, raises ParityError on a failure."""
+    decision_values = kinds.get(thresholds.kind).decision_values
     files: Sequence[str] = samples["file"].tolist()
     tol, batch_sizes = options.tolerance, (1, options.batch_size)
-    served = prepare(files, spec)  # float32 (N, 3, H, W), 0-255: the model input
+    names = list(wrapper.input_names)
+    if names != ["image"]:
+        raise NotImplementedError(f"the parity gate checks image models; this one takes {names}")
+    served = prepare_inputs(files, spec)  # {"image": float32 (N, 3, H, W), 0-255}
     transform = build_transforms(augment, "eval")
     evaluated = np.stack([transform(image=read_image(f))["image"].numpy() for f in files])
     failures: list[str] = []
 
-    preprocess_diff = _diff(normalise(served, spec), evaluated)
+    image_spec = spec["inputs"]["image"]
+    preprocess_diff = _diff(normalise(served["image"], image_spec), evaluated)
     if not preprocess_diff <= options.preprocess_tolerance:
         failures.append(
             f"preprocessing: serving vs evaluation transform max |diff| {preprocess_diff:.3g} > "
@@ -161,78 +170,83 @@ def check_parity(
         )
 
     wrapper, net = wrapper.eval(), net.eval()
+    output_names = list(wrapper.output_names)
     with torch.inference_mode():
 
-        def eager(x: np.ndarray) -> np.ndarray:
-            return wrapper(torch.from_numpy(x)).numpy()
+        def eager(x: Outputs) -> Outputs:
+            out = wrapper(*[torch.from_numpy(x[n]) for n in names])
+            return {k: v.numpy() for k, v in out.items()}
 
-        def evaluation(x: np.ndarray) -> np.ndarray:
-            out = net(torch.from_numpy(x))
-            if kind == "matching":  # the embeddings idv-evaluate compares
-                return out.reshape(len(x), -1).float().numpy()
-            return torch.sigmoid(out.reshape(len(x), -1)[:, 0].float()).numpy()
+        def evaluation(x: Outputs) -> Outputs:  # what predict_step (idv-evaluate) gives
+            raw = named_outputs(net, {"image": torch.from_numpy(x["image"])}, names, output_names)
+            return {k: v.float().numpy() for k, v in wrapper.head(raw).items()}
 
         reference = {b: _batched(eager, served, b) for b in batch_sizes}
-        evaluation_scores = _batched(evaluation, evaluated, options.batch_size)
-    end_to_end = _diff(reference[options.batch_size], evaluation_scores)
-    if not end_to_end <= tol:
-        failures.append(
-            f"eager wrapper on serving input vs network on the evaluation transform: max "
-            f"|{output} diff| {end_to_end:.3g} > {tol:g}"
-        )
+        evaluation_outputs = _batched(evaluation, {"image": evaluated}, options.batch_size)
+    end_to_end = _diffs(reference[options.batch_size], evaluation_outputs)
+    for name, diff in end_to_end.items():
+        if not diff <= tol:
+            failures.append(
+                f"eager wrapper on serving input vs the scoring path on the evaluation transform: "
+                f"max |{name} diff| {diff:.3g} > {tol:g}"
+            )
 
     glob = thresholds.global_entry()
     edges = (glob.review_at_or_above, glob.threshold)
     ref = reference[options.batch_size]
-    margin = tol  # how close to a threshold a decided value is "near" it
-    if kind == "matching":
-        dim = ref.shape[1] if ref.ndim == 2 else 1
-        margin = 2 * np.sqrt(dim) * tol + dim * tol**2
-    values = {b: _values(kind, r) for b, r in reference.items()}
-    near = np.zeros(len(ref), dtype=bool)  # eager value within the margin of a threshold
+    primary = wrapper.primary
+    values, margin = {}, tol
+    for b, r in reference.items():
+        values[b], margin = decision_values(r, primary, tol)
+    near = np.zeros(len(values[options.batch_size]), dtype=bool)  # eager value near an edge
     for v in values.values():
         near |= (np.abs(v - edges[0]) <= margin) | (np.abs(v - edges[1]) <= margin)
 
     formats: dict[str, Any] = {}
     for name, item in exported.items():
-        backend = load_backend(item.backend, item.path)
+        backend = load_backend(item.backend, item.path, names)
         entry: dict[str, Any] = {"file": item.path.name, "backend": item.backend}
         entry["method"] = item.method
-        worst = 0.0
+        worst: dict[str, float] = dict.fromkeys(output_names, 0.0)
         disagree_far, disagree_near = 0, 0
         for b in batch_sizes:
-            scores = _batched(backend, served, b)
-            diff = _diff(scores, reference[b])
-            worst = max(worst, diff)
-            got = _values(kind, scores)
-            same = thresholds.decide(got) == thresholds.decide(values[b])
+            got = _batched(backend, served, b)
+            if sorted(got) != sorted(output_names):
+                failures.append(f"{name}: outputs {sorted(got)}, the wrapper's are {output_names}")
+                continue
+            diffs = _diffs(got, reference[b])
+            worst = {k: max(worst[k], d) for k, d in diffs.items()}
+            got_values, _ = decision_values(got, primary, tol)
+            same = thresholds.decide(got_values) == thresholds.decide(values[b])
             disagree_far = max(disagree_far, int((~same & ~near).sum()))
             disagree_near = max(disagree_near, int((~same & near).sum()))
             entry[f"batch_{b}"] = {
-                "max_abs_diff": diff,
+                "max_abs_diff": diffs,
+                "max_abs_decision_value_diff": _diff(got_values, values[b]),
                 "decision_disagreements": int((~same).sum()),
             }
-            if kind == "matching":
-                entry[f"batch_{b}"]["max_abs_similarity_diff"] = _diff(got, values[b])
+        overall = max(worst.values())
         entry.update(
-            max_abs_diff=worst,
+            max_abs_diff=overall,
+            max_abs_diff_per_output=worst,
             decision_disagreements=disagree_far,
             near_threshold_disagreements=disagree_near,
-            passed=worst <= tol and disagree_far == 0,
+            passed=overall <= tol and disagree_far == 0,
         )
-        if not worst <= tol:
-            failures.append(f"{name}: max |{output} diff| {worst:.3g} > tolerance {tol:g}")
+        for output, diff in worst.items():
+            if not diff <= tol:
+                failures.append(f"{name}: max |{output} diff| {diff:.3g} > tolerance {tol:g}")
         if disagree_far:
             failures.append(
-                f"{name}: {disagree_far} decision(s) differ from eager on "
-                f"{'pairs' if kind == 'matching' else 'samples'} farther than {margin:g} from a "
-                "threshold"
+                f"{name}: {disagree_far} decision(s) differ from eager farther than {margin:g} "
+                "from a threshold"
             )
         if item.notes:
             entry["notes"] = list(item.notes)
         formats[name] = entry
 
     splits = samples["split"].value_counts().to_dict()
+    decided = thresholds.decide(values[options.batch_size])
     report: dict[str, Any] = {
         "passed": not failures,
         "failures": failures,
@@ -242,30 +256,25 @@ def check_parity(
         "batch_sizes": list(batch_sizes),
         "tolerance": tol,
         "dtype": "float32",
+        "outputs": {k: list(v.shape[1:]) for k, v in ref.items()},
+        "primary_output": primary,
         "preprocess": {
             "max_abs_diff": preprocess_diff,
             "tolerance": options.preprocess_tolerance,
             "reference": "idv.data.augment.pipeline.build_transforms(augment, 'eval')",
         },
         "eager_vs_evaluation": {"max_abs_diff": end_to_end, "tolerance": tol},
-        "eager_batch_1_vs_batch_n": _diff(reference[1], ref),
+        "eager_batch_1_vs_batch_n": _diffs(reference[1], ref),
         "thresholds": {
             "id": glob.id,
             "review_at_or_above": glob.review_at_or_above,
             "threshold": glob.threshold,
         },
+        "near_threshold_margin": float(margin),
         "near_threshold_samples": int(near.sum()),
-        "decisions": {
-            d: int((thresholds.decide(values[options.batch_size]) == d).sum())
-            for d in thresholds.decision.labels
-        },
+        "decisions": {d: int((decided == d).sum()) for d in thresholds.decision.labels},
         "formats": formats,
     }
-    if kind == "matching":
-        report["kind"] = kind
-        report["output_shape"] = list(ref.shape)
-        report["decision_pairs"] = "each sample against the next one (np.roll(-1)), on cosine"
-        report["similarity_margin"] = float(margin)
     if min_samples_note := _small_note(options, len(files)):
         report["note"] = min_samples_note
     if failures:

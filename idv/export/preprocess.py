@@ -1,70 +1,35 @@
-"""The bundle's `preprocess.json`: the model input, derived from the checkpoint's augment config.
+"""The bundle's `preprocess.json`: the model's signature, one entry per named input and output.
 
-The evaluation transform of training is `augment.eval` (today: one albumentations Resize)
-followed by Normalize + ToTensorV2 (`idv.data.augment.pipeline.build_transforms`). Serving
-repeats the decode and the resize; normalisation is inside the exported model. An eval step
-that serving cannot repeat is an error here, not a silent mismatch later (and the parity gate
-compares both paths on real files anyway).
-
-What the model takes and gives depends on the task kind: detection models take the whole
-capture and give P(attack); matching models take a face crop aligned onto the 5-point ArcFace
-template (`idv.data.align.align_face`, done before the model, never by it) and give unit-norm
-embeddings. The crop note defaults by kind; `crop_note` (idv-export's, or the task config's
-`crop_note`) replaces it.
+An image input's entry is derived from the checkpoint's augment config: the evaluation
+transform of training is `augment.eval` (one albumentations Resize) followed by Normalize +
+ToTensorV2 (`idv.data.augment.pipeline.build_transforms`); serving repeats the decode and the
+resize, normalisation is inside the exported model. An eval step that serving cannot repeat is
+an error here, not a silent mismatch later (and the parity gate compares both paths on real
+files anyway). A clip input (`frames`) is T such images; a `metadata` input is a float vector of
+named manifest columns. How the capture must be framed (the whole capture, or a face crop
+aligned onto a template) is the task config's `crop_note` (and `alignment`); what each output
+holds comes from the wrapper (`meanings`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+from idv.data.align import ARCFACE_TEMPLATE_112
 from idv.data.augment.pipeline import build_transforms
-from idv.export.formats import INPUT_NAME, OUTPUT_NAME
-from idv.export.wrappers import MAX_PIXEL_VALUE
+from idv.export.wrappers import MAX_PIXEL_VALUE, ServingWrapper
+from idv.serving.bundle import PREPROCESS_VERSION
 from idv.serving.preprocess import INTERPOLATIONS
 
-SCHEMA_VERSION = 1
-DEFAULT_CROP_NOTE = (
-    "No detection, crop or alignment is done by the scorer: give the whole capture, framed as "
-    "the training corpus frames it (for pad: a face image, the face roughly centred and filling "
-    "most of the frame). It is resized to {height}x{width} without keeping the aspect ratio, "
-    "exactly as in evaluation."
-)
-# The ArcFace template for 112x112 crops (idv.data.align.ARCFACE_TEMPLATE_112, insightface's
-# arcface_dst), written into preprocess.json so that serving needs no training code.
-ARCFACE_TEMPLATE_112 = (
-    (38.2946, 51.6963),
-    (73.5318, 51.5014),
-    (56.0252, 71.7366),
-    (41.5493, 92.3655),
-    (70.7299, 92.2041),
-)
-ALIGNED_CROP_NOTE = (
-    "The input must be a face crop aligned onto the 5-point ArcFace template, exactly as the "
-    "training corpus was made (idv.data.align.align_face: the least-squares similarity "
-    "transform - rotation, uniform scale, translation - from 5 landmarks (left eye, right eye, "
-    "nose, left mouth corner, right mouth corner; 'left' = smaller x) onto the 112x112 "
-    "template, scaled by size / 112 for a size x size crop; see `alignment`). The model does "
-    "no detection or alignment: an unaligned or differently framed face changes the "
-    "embeddings silently. The aligned crop is resized to {height}x{width} without keeping the "
-    "aspect ratio, exactly as in evaluation."
-)
-DEFAULT_CROP_NOTES = {"detection": DEFAULT_CROP_NOTE, "matching": ALIGNED_CROP_NOTE}
+TEMPLATES = {"arcface_112": ARCFACE_TEMPLATE_112}
 
 
-def preprocess_spec(
-    augment: Mapping[str, Any],
-    crop_note: str | None = None,
-    kind: str = "detection",
-    embedding_dim: int | None = None,
-) -> dict[str, Any]:
-    """The JSON-safe preprocessing spec of a model of task kind `kind` trained with `augment`
-    (`embedding_dim`: D of a matching model's (N, D) output)."""
-    if kind not in DEFAULT_CROP_NOTES:
-        raise NotImplementedError(f"no preprocessing spec for task kind {kind!r}")
+def image_spec(augment: Mapping[str, Any], crop_note: str) -> dict[str, Any]:
+    """The entry of one image input (modality `image`)."""
     pipeline = build_transforms(augment, "eval")
     steps = list(pipeline.transforms)
     resize = [t for t in steps if isinstance(t, A.Resize)]
@@ -82,21 +47,17 @@ def preprocess_spec(
         raise NotImplementedError(f"Resize interpolation flag {r.interpolation} is not supported")
     norm = augment["normalize"]
     height, width = int(r.height), int(r.width)
-    spec = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind,
-        "input": {
-            "name": INPUT_NAME,
-            "layout": "NCHW",
-            "shape": ["batch", 3, height, width],
-            "dtype": "float32",
-            "colour_order": "RGB",
-            "value_range": [0, 255],
-            "note": (
-                "raw pixel values (uint8 converted to float32), NOT normalised: normalisation is "
-                "inside the model. The TorchScript model also accepts uint8; ONNX takes float32."
-            ),
-        },
+    return {
+        "modality": "image",
+        "layout": "NCHW",
+        "shape": ["batch", 3, height, width],
+        "dtype": "float32",
+        "colour_order": "RGB",
+        "value_range": [0, 255],
+        "note": (
+            "raw pixel values (uint8 converted to float32), NOT normalised: normalisation is "
+            "inside the model. The TorchScript model also accepts uint8; ONNX takes float32."
+        ),
         "decode": {
             "library": "Pillow",
             "exif_transpose": True,
@@ -121,31 +82,73 @@ def preprocess_spec(
             "formula": "(pixel - mean * max_pixel_value) / (std * max_pixel_value), per channel",
             "inside_model": True,
         },
-        "crop": (crop_note or DEFAULT_CROP_NOTES[kind]).format(height=height, width=width),
-        "output": {
-            "name": OUTPUT_NAME,
-            "shape": ["batch"],
-            "dtype": "float32",
-            "meaning": "P(attack) = sigmoid(logit); higher = more likely an attack",
-        },
+        "crop": crop_note.format(height=height, width=width),
     }
-    if kind == "matching":
-        spec["alignment"] = {
-            "required": True,
-            "done_by_model": False,
-            "function": "idv.data.align.align_face",
-            "landmarks": ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"],
-            "template_112": [list(p) for p in ARCFACE_TEMPLATE_112],
-            "template_size": 112,
-            "transform": "least-squares similarity (no reflection, no shear), template scaled "
-            "by size / 112",
-            "coordinates": "(x, y) pixels, pixel centres on integers (OpenCV)",
-        }
-        spec["output"] = {
-            "name": OUTPUT_NAME,
-            "shape": ["batch", int(embedding_dim) if embedding_dim else "dim"],
-            "dtype": "float32",
-            "meaning": "L2-normalised face embeddings; similarity of two faces = dot product "
-            "(cosine), higher = more likely the same person",
-        }
-    return spec
+
+
+def alignment_spec(alignment: Mapping[str, Any]) -> dict[str, Any]:
+    """What serving must do before the model: align the face onto a template (the model
+    never does it), written out so that serving needs no training code."""
+    template = TEMPLATES[alignment["template"]]
+    return {
+        "required": True,
+        "done_by_model": False,
+        "function": "idv.data.align.align_face",
+        "landmarks": ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"],
+        "template": alignment["template"],
+        "template_112": [[float(v) for v in p] for p in template],
+        "template_size": 112,
+        "transform": "least-squares similarity (no reflection, no shear), template scaled "
+        "by size / 112",
+        "coordinates": "(x, y) pixels, pixel centres on integers (OpenCV)",
+    }
+
+
+def input_spec(
+    name: str, augment: Mapping[str, Any], task: Mapping[str, Any], data: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The entry of a named input: its modality from the dataset's input name."""
+    crop_note = task.get("crop_note") or "{height}x{width} input, resized as in evaluation."
+    dataset = data.get("dataset") or {}
+    if name == "image":
+        spec = image_spec(augment, crop_note)
+        if task.get("alignment"):
+            spec["alignment"] = alignment_spec(task["alignment"])
+        return spec
+    if name == "frames":
+        frames = int(dataset.get("frames", 8))
+        spec = image_spec(augment, crop_note)
+        spec.update(modality="frames", frames=frames, layout="NTCHW")
+        spec["shape"] = ["batch", frames, *spec["shape"][1:]]
+        return spec
+    if name == "metadata":
+        columns = list(dataset.get("metadata") or [])
+        return {"modality": "vector", "shape": ["batch", len(columns)], "dtype": "float32",
+                "columns": columns}  # fmt: skip
+    raise NotImplementedError(f"no serving preprocessing for an input named {name!r}")
+
+
+def preprocess_spec(
+    wrapper: ServingWrapper,
+    run_config: Mapping[str, Any],
+    augment: Mapping[str, Any],
+    output_shapes: Mapping[str, Sequence[Any]],
+) -> dict[str, Any]:
+    """The JSON-safe signature of an exported wrapper trained with `augment`;
+    `output_shapes`: each output's shape after the batch axis (from an example run)."""
+    task = run_config.get("task") or {}
+    data = run_config.get("data") or {}
+    return {
+        "schema_version": PREPROCESS_VERSION,
+        "kind": task.get("kind"),
+        "inputs": {n: input_spec(n, augment, task, data) for n in wrapper.input_names},
+        "outputs": {
+            n: {
+                "shape": ["batch", *[int(d) for d in output_shapes[n]]],
+                "dtype": "float32",
+                "meaning": wrapper.meaning(n),
+            }
+            for n in wrapper.output_names
+        },
+        "primary_output": wrapper.primary,
+    }

@@ -1,36 +1,54 @@
-"""Inference wrappers: what gets exported, one per task kind.
+"""Inference wrappers: what gets exported, one per kind of output (the kinds name them:
+`idv.kinds` part `wrapper`).
 
 A wrapper is a plain nn.Module around the trained network with the input convention of
-serving built in: tensors in, scores (detection) or unit-norm embeddings (matching) out,
-normalisation inside. No metrics, trainer or
-Lightning: it scripts and traces as the network does.
+serving built in: named raw inputs in (an `image`: float32 (N, 3, H, W) RGB pixel values in
+[0, 255]; the TorchScript model also takes uint8), normalisation inside, named outputs out as a
+dict, made by the very module the task's `predict_step` uses (`idv.models.outputs`), so the
+exported model and idv-evaluate turn logits into scores the same way. No metrics, trainer or
+Lightning: it scripts and traces as the network does. `input_names` / `output_names` are the
+signature every format carries; `primary` names the output decisions are made on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from idv.models.outputs import DetectionScores, UnitEmbeddings
 
 MAX_PIXEL_VALUE = 255.0
 
 
-class _ServingInput(nn.Module):
-    """The input convention every wrapper shares: `net` behind albumentations' Normalize of
-    raw 0-255 RGB, done inside the exported model."""
+class ServingWrapper(nn.Module):
+    """The shared part: the network behind albumentations' Normalize of raw 0-255 RGB (done
+    inside the exported model), `head` (raw outputs -> the task's outputs, the module
+    `predict_step` uses), and the signature (`input_names`, `output_names`, `primary`,
+    `meanings`: what each output holds, for preprocess.json and the model card)."""
+
+    head: nn.Module
+
+    input_names: list[str] = ["image"]
+    meanings: dict[str, str] = {}
 
     def __init__(
         self,
         net: nn.Module,
         mean: Sequence[float],
         std: Sequence[float],
+        output_names: Sequence[str],
+        primary: str,
         max_pixel_value: float = MAX_PIXEL_VALUE,
     ) -> None:
         super().__init__()
+        if primary not in output_names:
+            raise ValueError(f"primary output {primary!r} is not among {list(output_names)}")
         self.net = net.eval()
+        self.output_names = list(output_names)
+        self.primary = primary
         offset, scale = _normalisation(mean, std, max_pixel_value)
         self.register_buffer("offset", offset)
         self.register_buffer("scale", scale)
@@ -38,39 +56,68 @@ class _ServingInput(nn.Module):
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images.to(torch.float32) - self.offset) * self.scale
 
-
-class DetectionScorer(_ServingInput):
-    """P(attack) of a batch of RGB images (detection tasks: pad, liveness, deepfake, ...).
-
-    Input: float32 (N, 3, H, W), RGB, raw pixel values in [0, 255] (uint8 images converted to
-    float by the caller; the TorchScript model also accepts uint8 and converts inside, the ONNX
-    model takes float32 only), resized to the training input size. Normalisation is done here,
-    with the statistics of the checkpoint's augment config, exactly as albumentations'
-    Normalize(mean, std, max_pixel_value=255): (x - mean * 255) / (std * 255).
-    Output: float32 (N,) scores = sigmoid(logit), higher = more likely attack.
-    """
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.net(self.normalise(images))
-        return torch.sigmoid(logits.reshape(logits.shape[0], -1)[:, 0].to(torch.float32))
+    def meaning(self, name: str) -> str:
+        return self.meanings.get(name, self.meanings.get("*", name))
 
 
-class EmbeddingScorer(_ServingInput):
-    """Unit-norm embeddings of a batch of aligned face crops (matching tasks: face_match).
+class DetectionScorer(ServingWrapper):
+    """Named probabilities of a batch of RGB images (detection kinds: pad, liveness, ...).
 
-    Input: as DetectionScorer's (float32 (N, 3, H, W), RGB, raw pixel values in [0, 255],
-    resized to the training input size; the TorchScript model also accepts uint8), here face
-    crops aligned onto the 5-point ArcFace template (`idv.data.align.align_face`).
-    Normalisation is done inside, with the checkpoint's augment statistics.
-    Output: float32 (N, D) L2-normalised embeddings; the similarity of two faces is the dot
+    Output: float32 (N,) per scalar output, sigmoid(logit), higher = more likely attack;
+    a pixel-level auxiliary output keeps its shape. A network with one output returns one
+    tensor; with several, a dict of them (`MultiOutputScorer`)."""
+
+    meanings = {"*": "sigmoid(logit): a probability; higher = more likely an attack"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head = DetectionScores()
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(self.normalise(image))
+        return self.head({self.output_names[0]: logits})
+
+    @classmethod
+    def from_run_config(cls, net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
+        module = (run_config.get("task") or {}).get("module") or {}
+        names = list(module.get("outputs") or ["score"])
+        norm = augment_of(run_config)["normalize"]
+        kind = cls if len(names) == 1 else MultiOutputScorer
+        wrapper = kind(net, norm["mean"], norm["std"], names, module.get("primary", "score"))
+        return wrapper.eval()
+
+
+class MultiOutputScorer(DetectionScorer):
+    """A detector whose network returns a dict of logits (a score and a tamper mask, ...)."""
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits: dict[str, torch.Tensor] = self.net(self.normalise(image))
+        return self.head(logits)
+
+
+class EmbeddingScorer(ServingWrapper):
+    """Unit-norm embeddings of a batch of aligned face crops (matching kinds: face_match).
+
+    Output `embedding`: float32 (N, D) L2-normalised; the similarity of two faces is the dot
     product of their embeddings (cosine). The network (FaceEmbedder) already normalises; the
-    wrapper normalises again in float32 so that any embedder keeps the unit-norm contract
-    (idempotent up to float rounding).
-    """
+    wrapper normalises again in float32 so that any embedder keeps the unit-norm contract."""
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        embeddings = self.net(self.normalise(images))
-        return F.normalize(embeddings.reshape(embeddings.shape[0], -1).to(torch.float32), dim=1)
+    meanings = {
+        "embedding": "L2-normalised face embeddings; similarity of two faces = dot product "
+        "(cosine), higher = more likely the same person"
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head = UnitEmbeddings()
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head({self.output_names[0]: self.net(self.normalise(image))})
+
+    @classmethod
+    def from_run_config(cls, net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
+        norm = augment_of(run_config)["normalize"]
+        return cls(net, norm["mean"], norm["std"], ["embedding"], "embedding").eval()
 
 
 def _normalisation(
@@ -87,23 +134,6 @@ def _normalisation(
     )
 
 
-def detection_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> DetectionScorer:
-    norm = augment_of(run_config)["normalize"]
-    return DetectionScorer(net, norm["mean"], norm["std"])
-
-
-def matching_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> EmbeddingScorer:
-    norm = augment_of(run_config)["normalize"]
-    return EmbeddingScorer(net, norm["mean"], norm["std"])
-
-
-# Task kind (conf/task/*.yaml `kind`) -> builder of its wrapper from (net, run config).
-WRAPPERS: dict[str, Callable[[nn.Module, Mapping[str, Any]], nn.Module]] = {
-    "detection": detection_wrapper,
-    "matching": matching_wrapper,
-}
-
-
 def augment_of(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
     """The augment config the model was trained with (the one idv-evaluate uses too)."""
     augment = run_config.get("augment") or (run_config.get("data") or {}).get("augment")
@@ -112,15 +142,8 @@ def augment_of(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
     return augment
 
 
-def task_kind(run_config: Mapping[str, Any]) -> str:
-    return (run_config.get("task") or {}).get("kind", "detection")
+def build_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
+    """The inference wrapper of the run's task kind (`idv.kinds` part `wrapper`), in eval mode."""
+    from idv import kinds
 
-
-def build_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> nn.Module:
-    """The inference wrapper of the run's task kind, in eval mode."""
-    kind = task_kind(run_config)
-    if kind not in WRAPPERS:
-        raise NotImplementedError(
-            f"no inference wrapper for task kind {kind!r} yet (have: {sorted(WRAPPERS)})"
-        )
-    return WRAPPERS[kind](net, run_config).eval()
+    return kinds.of_task(run_config.get("task") or {}).wrapper(net, run_config).eval()

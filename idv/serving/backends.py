@@ -1,13 +1,15 @@
 """Runtimes for an exported model: TorchScript (torch only) and ONNX Runtime (no torch).
 
-A backend maps a float32 (N, 3, H, W) numpy batch to float32 scores (N,). Each imports its
-runtime only when it is built, so the ONNX Runtime path never imports torch.
+A backend maps named float32 numpy inputs (the model's signature, preprocess.json's `inputs`)
+to named float32 numpy outputs. Each imports its runtime only when it is built, so the ONNX
+Runtime path never imports torch.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,35 +18,46 @@ BACKENDS = ("torchscript", "onnxruntime")
 # The file of each backend inside a bundle.
 MODEL_FILES = {"torchscript": "model.ts", "onnxruntime": "model.onnx"}
 
+Arrays = Mapping[str, np.ndarray]
+
 
 class TorchScriptBackend:
-    """A TorchScript file on CPU, run under inference mode."""
+    """A TorchScript file on CPU, run under inference mode; inputs passed in signature order."""
 
     name = "torchscript"
 
-    def __init__(self, file: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(
+        self, file: str | os.PathLike, input_names: Sequence[str], threads: int | None = None
+    ) -> None:
         import torch
 
         if threads:
             torch.set_num_threads(int(threads))
         self._torch = torch
+        self.input_names = list(input_names)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in 2.14
             self.model = torch.jit.load(str(file), map_location="cpu").eval()
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
         torch = self._torch
+        args = [
+            torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32))
+            for n in self.input_names
+        ]
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-        return out.numpy().astype(np.float32, copy=False)
+            out = self.model(*args)
+        return {k: v.numpy().astype(np.float32, copy=False) for k, v in out.items()}
 
 
 class OnnxRuntimeBackend:
-    """An ONNX file in an ONNX Runtime CPU session (all graph optimisations)."""
+    """An ONNX file in an ONNX Runtime CPU session (all graph optimisations), by name."""
 
     name = "onnxruntime"
 
-    def __init__(self, file: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(
+        self, file: str | os.PathLike, input_names: Sequence[str], threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -52,15 +65,24 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = list(input_names)
+        have = [i.name for i in self.session.get_inputs()]
+        if sorted(have) != sorted(self.input_names):
+            raise ValueError(f"{file}: the model takes {have}, the bundle says {input_names}")
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
-        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+    def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
+        feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
+        out = self.session.run(self.output_names, feed)
+        named = zip(self.output_names, out, strict=True)
+        return {n: np.asarray(v, dtype=np.float32) for n, v in named}
 
 
 def load_backend(
-    name: str, file: str | os.PathLike, threads: int | None = None
+    name: str,
+    file: str | os.PathLike,
+    input_names: Sequence[str] = ("image",),
+    threads: int | None = None,
 ) -> TorchScriptBackend | OnnxRuntimeBackend:
     """The backend `name` ('torchscript' | 'onnxruntime') on model file `file`."""
     if name not in BACKENDS:
@@ -68,4 +90,4 @@ def load_backend(
     if not Path(file).is_file():
         raise FileNotFoundError(f"model file {file} not found")
     cls = TorchScriptBackend if name == "torchscript" else OnnxRuntimeBackend
-    return cls(file, threads)
+    return cls(file, input_names, threads)

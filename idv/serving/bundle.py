@@ -4,7 +4,8 @@ A bundle (written by `idv.export`) is one directory:
 
     model.ts          TorchScript inference wrapper (normalisation inside)
     model.onnx        the same wrapper in ONNX (+ model.onnx.data when weights are external)
-    preprocess.json   decode / resize / normalisation spec of the model input
+    preprocess.json   the model's signature: one entry per named input (decode / resize /
+                      normalisation of an image, ...) and per named output
     thresholds.json   decision thresholds from calibration (global and per segment)
     model_card.md     human model card
     model_card.json   the same, machine-readable
@@ -12,8 +13,8 @@ A bundle (written by `idv.export`) is one directory:
     SHA256SUMS        sha256 of every other file (`sha256sum -c SHA256SUMS` format)
 
 `load_bundle` verifies every checksum first (a modified, missing or unlisted file is an error
-naming it), then loads one backend. What a bundle does depends on its task kind
-(thresholds.json's `kind`):
+naming it), then builds the serving class of the bundle's kind (thresholds.json's `kind`, looked
+up in `idv.kinds`) on one backend. What a bundle does depends on that kind:
 
 - detection (pad, ...): `score` images (P(attack)), `decide` on them;
 - matching (face_match): `embed` aligned face crops into unit-norm embeddings, `verify` pairs
@@ -22,30 +23,27 @@ naming it), then loads one backend. What a bundle does depends on its task kind
 Decisions follow thresholds.json's one rule (`idv.thresholds`): score >= threshold -> reject /
 match; review_at_or_above <= score < threshold -> review; below -> accept / non_match; NaN (a
 failure to acquire: nothing could be scored) -> reject / non_match.
-Calling the other kind's methods is an error that names the right ones.
+Calling another kind's methods is an error that names the right ones. `Bundle.run` gives
+every named output of any bundle.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from idv import kinds
 from idv.hashing import sha256_file
 from idv.serving.backends import BACKENDS, MODEL_FILES, load_backend
-from idv.serving.preprocess import prepare
+from idv.serving.preprocess import prepare_inputs
 from idv.thresholds import Thresholds, ThresholdsError
 
-if TYPE_CHECKING:  # faiss only where a gallery is used
-    from idv.serving.gallery import Gallery
-
 SUMS_FILE = "SHA256SUMS"
-KINDS = ("detection", "matching")
-NORM_TOLERANCE = 1e-3  # a precomputed embedding further than this off unit norm is refused
+PREPROCESS_VERSION = 2  # preprocess.json: one entry per named input and output
 
 
 class BundleError(RuntimeError):
@@ -109,8 +107,9 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, str]:
 
 
 class Bundle:
-    """A verified bundle with one loaded backend: `score` / `decide` (detection bundles) or
-    `embed` / `verify` / `identify` (matching bundles)."""
+    """A verified bundle with one loaded backend: `run` (every named output), `decide` (the
+    kind's decisions at the primary operating point). Subclasses per kind add the kind's
+    methods (`idv.serving.detection.DetectionBundle`, `idv.serving.matching.MatchingBundle`)."""
 
     def __init__(self, path: str | os.PathLike, backend: str = "torchscript", threads=None):
         if backend not in BACKENDS:
@@ -118,29 +117,27 @@ class Bundle:
         self.path = Path(path)
         self.checksums = verify_bundle(self.path)
         self.preprocess = self._json("preprocess.json")
+        version = self.preprocess.get("schema_version")
+        if version != PREPROCESS_VERSION:
+            raise BundleError(
+                f"bundle {self.path}: preprocess.json schema_version {version!r}, this code "
+                f"reads version {PREPROCESS_VERSION}: re-export the bundle (idv-export)"
+            )
         if "thresholds.json" not in self.checksums:
             raise BundleError(f"bundle {self.path} has no thresholds.json")
         try:
             self.thresholds = Thresholds.load(self.path / "thresholds.json")
         except ThresholdsError as err:
             raise BundleError(f"bundle {self.path}: {err}") from err
+        self.kind = self.thresholds.kind
         self.backend_name = backend
         model_file = self.path / MODEL_FILES[backend]
         if MODEL_FILES[backend] not in self.checksums:
             raise BundleError(f"bundle {self.path} has no {MODEL_FILES[backend]} ({backend})")
-        self.backend = load_backend(backend, model_file, threads)
-        self.kind = self.thresholds.kind
-        if self.kind not in KINDS:
-            raise BundleError(f"bundle {self.path}: unknown kind {self.kind!r} in thresholds.json")
-
-    def _require(self, kind: str, method: str) -> None:
-        if self.kind == kind:
-            return
-        instead = "embed / verify / identify" if self.kind == "matching" else "score / decide"
-        raise TypeError(
-            f"Bundle.{method} is for {kind} bundles; {self.path} is a {self.kind} bundle "
-            f"(thresholds.json kind {self.kind!r}): use {instead}"
-        )
+        self.input_names = list(self.preprocess["inputs"])
+        self.output_names = list(self.preprocess["outputs"])
+        self.primary = self.preprocess["primary_output"]
+        self.backend = load_backend(backend, model_file, self.input_names, threads)
 
     def _json(self, name: str) -> dict[str, Any]:
         file = self.path / name
@@ -151,163 +148,70 @@ class Bundle:
         except json.JSONDecodeError as err:
             raise BundleError(f"bundle {self.path}: {name} is not valid JSON ({err})") from err
 
+    def __getattr__(self, name: str) -> Any:
+        """A method of another kind's bundle: an error that names this bundle's methods."""
+        if not name.startswith("_"):
+            for other in kinds.kinds():
+                cls = other.serving
+                if cls is not type(self) and hasattr(cls, name) and not hasattr(Bundle, name):
+                    mine = sorted(
+                        n for n in vars(type(self)) if not n.startswith("_") and n != "kind"
+                    )
+                    raise TypeError(
+                        f"Bundle.{name} is for {other.name} bundles; {self.path} is a "
+                        f"{self.kind} bundle (thresholds.json kind {self.kind!r}): use "
+                        f"{' / '.join(mine)}"
+                    )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
     def input_size(self) -> tuple[int, int]:
-        size = self.preprocess["resize"]
+        """(height, width) of the first image input."""
+        size = next(s for s in self.preprocess["inputs"].values() if "resize" in s)["resize"]
         return int(size["height"]), int(size["width"])
 
-    def prepare(self, images: Any) -> np.ndarray:
-        """Model input for `images` (see idv.serving.preprocess.prepare for the forms)."""
-        return prepare(images, self.preprocess)
+    def prepare(self, inputs: Any) -> dict[str, np.ndarray]:
+        """The model's named inputs from `inputs` (see idv.serving.preprocess.prepare_inputs)."""
+        return prepare_inputs(inputs, self.preprocess)
 
-    def score(self, images: Any, batch_size: int = 64) -> np.ndarray:
-        """P(attack) per image (float32 (N,)): image file paths, RGB uint8 arrays (H, W, 3) or
-        (N, H, W, 3), or a preprocessed float (N, 3, H, W) batch of 0-255 RGB values.
-        Detection bundles only (a matching bundle: `embed`)."""
-        self._require("detection", "score")
-        return self._run(images, batch_size, (0,))
+    def run(self, inputs: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Every named output of the model on `inputs` (any form `prepare` takes), batched."""
+        batch = self.prepare(inputs)
+        n = len(next(iter(batch.values())))
+        if n == 0:
+            shapes = {k: v.get("shape", ["batch"]) for k, v in self.preprocess["outputs"].items()}
+            return {k: np.zeros((0, *[d for d in s[1:] if isinstance(d, int)]), np.float32)
+                    for k, s in shapes.items()}  # fmt: skip
+        parts = [
+            self.backend({k: v[i : i + batch_size] for k, v in batch.items()})
+            for i in range(0, n, batch_size)
+        ]
+        return {name: np.concatenate([p[name] for p in parts]) for name in self.output_names}
 
-    def _run(self, images: Any, batch_size: int, empty: tuple[int, ...]) -> np.ndarray:
-        batch = self.prepare(images)
-        if len(batch) == 0:
-            return np.zeros(empty, np.float32)
-        return np.concatenate(
-            [self.backend(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
-        )
-
-    def decide(self, scores_or_images: Any, segment: Any = None) -> np.ndarray:
-        """'accept' / 'review' / 'reject' per sample, at the primary operating point
-        (`idv.thresholds.Thresholds.decide`).
-
-        Scores are a 1-D float sequence (NaN = failure to acquire = reject); anything else is
-        scored first (see `score`). `segment` is one segment for all samples ({column: value},
-        or a bare value with one segment column) or a sequence of them, one per sample.
-        """
-        self._require("detection", "decide")
-        return self.thresholds.decide(self._scores(scores_or_images), segment)
-
-    # ------------------------------------------------------------------------- matching
-
-    @property
-    def embedding_dim(self) -> int | None:
-        """D of the (N, D) embeddings (preprocess.json's output shape); None if not recorded."""
-        shape = self.preprocess.get("output", {}).get("shape") or []
-        return int(shape[1]) if len(shape) == 2 and isinstance(shape[1], int) else None
-
-    def embed(self, images: Any, batch_size: int = 64) -> np.ndarray:
-        """Unit-norm embeddings (float32 (N, D)) of aligned face crops (see preprocess.json):
-        image file paths, RGB uint8 arrays (H, W, 3) or (N, H, W, 3), or a preprocessed float
-        (N, 3, H, W) batch of 0-255 RGB values. Matching bundles only (detection: `score`)."""
-        self._require("matching", "embed")
-        return self._run(images, batch_size, (0, self.embedding_dim or 0))
-
-    def _embeddings(self, x: Any) -> np.ndarray:
-        """(N, D) float32 embeddings: `x` itself when it is a float (D,) / (N, D) array of unit
-        vectors, else `embed(x)`."""
-        array = None
-        if not isinstance(x, str | os.PathLike) and (
-            hasattr(x, "detach") or isinstance(x, np.ndarray)
-        ):
-            array = x.detach().cpu().numpy() if hasattr(x, "detach") else x
-        if array is not None and array.ndim in (1, 2) and np.issubdtype(array.dtype, np.floating):
-            array = np.atleast_2d(array).astype(np.float32)
-            dim = self.embedding_dim
-            if dim is not None and array.shape[1] != dim:
-                raise ValueError(f"embeddings of dimension {array.shape[1]}; this model's is {dim}")
-            norms = np.linalg.norm(array.astype(np.float64), axis=1)
-            if np.any(np.abs(norms - 1.0) > NORM_TOLERANCE):
-                raise ValueError(
-                    "precomputed embeddings must be L2-normalised (as `embed` returns them); "
-                    f"norms range {norms.min():.4g}..{norms.max():.4g}"
-                )
-            return array
-        return self.embed(x)
-
-    def decide_similarities(self, similarities: Any, segment: Any = None) -> np.ndarray:
-        """'match' / 'review' / 'non_match' per similarity at the primary 1:1 operating point
-        (NaN = failure to acquire = non_match); `segment` as in `decide`."""
-        self._require("matching", "decide_similarities")
-        return self.thresholds.decide(np.asarray(similarities, dtype=np.float64), segment)
-
-    def verify(self, a: Any, b: Any, segment: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """1:1 verification of pairs (a[i], b[i]): (similarities float32 (N,), decisions (N,)
-        'match' / 'review' / 'non_match').
-
-        `a` and `b` are images (any form `embed` takes) or precomputed embeddings (float (D,)
-        or (N, D), unit norm); a side with one item is compared with every item of the other
-        (one ID portrait against several selfies). `segment` (of the probe, e.g.
-        {"geography": "EU"}) selects that segment's thresholds, as in `decide`.
-        """
-        self._require("matching", "verify")
-        ea, eb = self._embeddings(a), self._embeddings(b)
-        if len(ea) != len(eb) and 1 not in (len(ea), len(eb)):
-            raise ValueError(f"cannot pair {len(ea)} items with {len(eb)} (give equal counts)")
-        similarities = np.sum(ea * eb, axis=1, dtype=np.float32)
-        return similarities, self.decide_similarities(similarities, segment)
-
-    def identify(
-        self,
-        probes: Any,
-        gallery: Gallery,
-        k: int = 5,
-        distinct_ids: bool = True,
-    ) -> list[list[dict[str, Any]]]:
-        """1:N search: for each probe (images or embeddings, as `verify` takes), its top-k
-        gallery candidates, best first, as dicts {"rank", "id", "similarity", "decision",
-        "row"}. `decision` applies the 1:N threshold of thresholds.json (its `fpir` entry,
-        calibrated on calib searches so that the share of non-mated searches returning a
-        'match' meets the FPIR target; the 1:1 threshold would let that share grow with the
-        gallery): 'match' / 'review' / 'non_match'. `distinct_ids` (default) gives the best
-        image per enrolled identity; padding of approximate indexes is left out, so a probe
-        may get fewer than k candidates. The gallery holds embeddings of this model."""
-        self._require("matching", "identify")
-        embeddings = self._embeddings(probes)
-        result = gallery.search(embeddings, k, distinct_ids=distinct_ids)
-        out: list[list[dict[str, Any]]] = []
-        for i in range(len(embeddings)):
-            valid = result.valid[i]
-            scores = result.scores[i][valid]
-            decisions = self.thresholds.decide(scores, metric="fpir")
-            out.append(
-                [
-                    {
-                        "rank": int(rank),
-                        "id": ident,
-                        "similarity": float(score),
-                        "decision": str(decision),
-                        "row": int(row),
-                    }
-                    for rank, ident, score, decision, row in zip(
-                        result.ranks[i][valid],
-                        result.ids[i][valid],
-                        scores,
-                        decisions,
-                        result.rows[i][valid],
-                        strict=True,
-                    )
-                ]
-            )
-        return out
-
-    def _scores(self, x: Any) -> np.ndarray:
-        if isinstance(x, str | os.PathLike):
-            return self.score(x)
-        if isinstance(x, Sequence) and not isinstance(x, str | bytes):
-            if all(isinstance(v, int | float | np.floating | np.integer) for v in x):
-                return np.asarray(x, dtype=np.float64)
-            return self.score(x)
-        array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-        if array.ndim == 1 and np.issubdtype(array.dtype, np.number):
-            return array.astype(np.float64)
-        return self.score(array)
+    def decide(self, values: Any, segment: Any = None) -> np.ndarray:
+        """The decision of each value at the primary operating point (thresholds.json's one
+        rule; NaN = failure to acquire); `segment`: one for all samples ({column: value}, or a
+        bare value with one segment column) or one per sample."""
+        return self.thresholds.decide(np.asarray(values, dtype=np.float64), segment)
 
     def __repr__(self) -> str:
-        return f"Bundle({str(self.path)!r}, kind={self.kind!r}, backend={self.backend_name!r})"
+        return (
+            f"{type(self).__name__}({str(self.path)!r}, kind={self.kind!r}, "
+            f"backend={self.backend_name!r})"
+        )
 
 
 def load_bundle(
     path: str | os.PathLike, backend: str = "torchscript", threads: int | None = None
 ) -> Bundle:
-    """Verify a bundle's checksums and load its model with `backend` ('torchscript' needs
-    torch; 'onnxruntime' needs onnxruntime and numpy, and never imports torch)."""
-    return Bundle(path, backend, threads)
+    """Verify a bundle's checksums and load it as its kind's serving class, on `backend`
+    ('torchscript' needs torch; 'onnxruntime' needs onnxruntime and numpy, never torch)."""
+    try:
+        kind = Thresholds.load(Path(path) / "thresholds.json").kind
+    except (FileNotFoundError, ThresholdsError):
+        return Bundle(path, backend, threads)  # verification names what is wrong
+    try:
+        cls = kinds.get(kind).serving
+    except kinds.KindError as err:
+        raise BundleError(f"bundle {path}: {err}") from err
+    return cls(path, backend, threads)

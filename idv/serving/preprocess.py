@@ -136,3 +136,50 @@ def _uint8_hwc(image: Any) -> np.ndarray:
             f"shape {array.shape}"
         )
     return array
+
+
+def prepare_inputs(data: Any, preprocess: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The model's named inputs (preprocess.json `inputs`, one entry per input) from `data`:
+    a mapping {input name: value}, or, for a model with one input, the value itself. Per
+    input modality: `image` -> `prepare` (paths, RGB uint8 images or a preprocessed batch);
+    `frames` -> one `prepare`d (T, 3, H, W) clip per item (a sequence of T images each);
+    `vector` -> float32 (N, D) as given (capture metadata, in the spec's column order)."""
+    specs = preprocess["inputs"]
+    if not isinstance(data, Mapping):
+        if len(specs) != 1:
+            raise ValueError(
+                f"this model takes inputs {list(specs)}: give a mapping {{name: value}}"
+            )
+        data = {next(iter(specs)): data}
+    missing = [name for name in specs if name not in data]
+    if missing:
+        raise ValueError(f"missing model input(s) {missing}; the model takes {list(specs)}")
+    out = {name: _prepare_one(data[name], spec, name) for name, spec in specs.items()}
+    sizes = {name: len(v) for name, v in out.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"inputs of different batch sizes: {sizes}")
+    return out
+
+
+def _prepare_one(value: Any, spec: Mapping[str, Any], name: str) -> np.ndarray:
+    modality = spec["modality"]
+    if modality == "image":
+        return prepare(value, spec)
+    if modality == "frames":
+        clips = [prepare(list(clip), spec) for clip in value]
+        t = int(spec["frames"])
+        bad = [k for k, c in enumerate(clips) if len(c) != t]
+        if bad:
+            have = len(clips[bad[0]])
+            raise ValueError(f"input {name!r}: clip {bad[0]} has {have} frames, not {t}")
+        return np.stack(clips) if clips else np.zeros((0, t, *spec["shape"][2:]), np.float32)
+    if modality == "vector":
+        array = np.atleast_2d(_as_array(value)).astype(np.float32)
+        width = len(spec["columns"])
+        if array.ndim != 2 or array.shape[1] != width or not np.isfinite(array).all():
+            raise ValueError(
+                f"input {name!r}: expected finite float (N, {width}) values of {spec['columns']}, "
+                f"got shape {array.shape}"
+            )
+        return array
+    raise ValueError(f"input {name!r}: unknown modality {modality!r} in preprocess.json")

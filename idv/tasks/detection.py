@@ -1,8 +1,13 @@
 """The detection base task shared by every attack / forgery / bot detector.
 
-One logit per sample, trained with binary cross-entropy; the score is P(attack). Validation
-metrics are operating-point metrics over all scores (cat-state torchmetrics, DDP-safe), and
-checkpoint selection uses one of them by name (see `conf/task/*.yaml`), never the loss alone.
+The network's named outputs are logits; the primary one (`primary`, default `score`) is P(attack)
+after the sigmoid and is what is evaluated, calibrated and served. Auxiliary outputs (a tamper
+mask, a challenge-compliance score, ...) are declared in the task config with their target and
+loss weight: `outputs: {score: {target: label, weight: 1.0}, mask: {target: mask, weight: 0.5}}`;
+every output is trained with binary cross-entropy against its target (`label`, or the batch's
+target of that name). Validation metrics are operating-point metrics over the primary scores
+(cat-state torchmetrics, DDP-safe), and checkpoint selection uses one of them by name (see
+`conf/task/*.yaml`), never the loss alone.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from idv.data.datasets import ImageBatch
+from idv.data.datasets import Batch
 from idv.metrics.wrappers import DetectionMetrics
+from idv.models.outputs import DetectionScores
 from idv.tasks.base import OptimizerFactory, SchedulerFactory, TaskBase
+
+PRIMARY = {"score": {"target": "label", "weight": 1.0}}
 
 
 class DetectionTask(TaskBase):
-    """Binary detector (label 1 = attack) over any `net` that maps a batch to one logit.
+    """Binary detector (label 1 = attack) over any `net` from named `inputs` to named logit
+    `outputs` (see the module docstring; one output: the network returns one tensor).
 
     `optimizer` / `scheduler` are Hydra partials completed here; `run_config` is the run's whole
     resolved config as plain containers, saved in the checkpoint (loadable with
@@ -33,53 +42,74 @@ class DetectionTask(TaskBase):
         species: Sequence[str],
         scheduler: SchedulerFactory | None = None,
         apcer_targets: Sequence[float] = (0.01, 0.05, 0.1),
+        inputs: Sequence[str] = ("image",),
+        outputs: Mapping[str, Mapping[str, Any]] | None = None,
+        primary: str = "score",
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        outputs = dict(outputs or PRIMARY)
+        if primary not in outputs:
+            raise ValueError(f"primary output {primary!r} is not among the outputs {list(outputs)}")
+        for name, spec in outputs.items():
+            unknown = set(spec) - {"target", "weight"}
+            if unknown or "target" not in spec:
+                raise ValueError(
+                    f"output {name!r}: give `target` (label, or a batch target) and `weight`, "
+                    f"got {sorted(spec)}"
+                )
         self.net = net
+        self.input_names = tuple(inputs)
+        self.output_names = tuple(outputs)
+        self.losses = {
+            n: (str(s["target"]), float(s.get("weight", 1.0))) for n, s in outputs.items()
+        }
+        self.primary = primary
+        self.to_outputs = DetectionScores()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss = nn.BCEWithLogitsLoss()
         self.val_metrics = DetectionMetrics(species, apcer_targets)
         self.test_metrics = DetectionMetrics(species, apcer_targets)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits, one per image."""
-        return self.net(images).squeeze(-1)
+    def _target(self, batch: Batch, name: str) -> torch.Tensor:
+        return batch.label if name == "label" else batch.targets[name]
 
-    def _step(self, batch: ImageBatch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch.image)
-        loss = self.loss(logits.float(), batch.label.float())
+    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.raw_outputs(batch)
         size = len(batch.label)
+        total = torch.zeros((), device=batch.label.device)
+        for name, (target, weight) in self.losses.items():
+            value = logits[name]
+            goal = self._target(batch, target).float()
+            loss = self.loss(value.float().reshape(goal.shape), goal)
+            total = total + weight * loss
+            if len(self.losses) > 1:
+                self.log(
+                    f"{stage}/loss_{name}", loss, on_step=False, on_epoch=True,
+                    batch_size=size, sync_dist=stage != "train",
+                )  # fmt: skip
         self.log(
             f"{stage}/loss",
-            loss,
+            total,
             on_step=False,
             on_epoch=True,
             batch_size=size,
             sync_dist=stage != "train",
         )
-        if batch.n_skipped:
-            self.log(
-                f"{stage}/skipped_samples",
-                float(batch.n_skipped),
-                reduce_fx="sum",
-                on_step=False,
-                on_epoch=True,
-                batch_size=size,
-                sync_dist=True,
-            )
-        return loss, logits
+        self._log_skipped(batch, stage)
+        primary = logits[self.primary].reshape(size, -1)[:, 0]
+        return total, primary
 
-    def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch, "train")
         return loss
 
-    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, logits = self._step(batch, "val")
         self.val_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)
 
-    def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         _, logits = self._step(batch, "test")
         self.test_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from idv.data.datasets import ImageBatch
+from idv.data.datasets import Batch
 from idv.metrics.wrappers import VerificationMetrics
 from idv.models.margins import margin_warmup
+from idv.models.outputs import UnitEmbeddings
 from idv.tasks.base import OptimizerFactory, SchedulerFactory, TaskBase
 
 HeadFactory = Callable[..., nn.Module]
@@ -44,6 +45,8 @@ class FaceMatchTask(TaskBase):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "margin"])
         self.net = net
+        self.input_names, self.output_names = ("image",), ("embedding",)
+        self.to_outputs = UnitEmbeddings()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.head_factory = margin
@@ -60,17 +63,17 @@ class FaceMatchTask(TaskBase):
         classes = int(self.trainer.datamodule.dataset("train").labels.max()) + 1
         self.head = self.head_factory(embedding_dim=self.net.embedding_dim, num_classes=classes)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings, one per image."""
-        return self.net(images)
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Unit-norm embeddings, one per sample."""
+        return self.raw_outputs(batch)["embedding"]
 
     def on_train_epoch_start(self) -> None:
         scale = margin_warmup(self.current_epoch, self.warmup_epochs)
         self.head.set_margin_scale(scale)
         self.log("train/margin_scale", scale, on_step=False, on_epoch=True)
 
-    def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
-        embeddings = self(batch.image)
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        embeddings = self.embed(batch)
         logits = self.head(embeddings, batch.label)
         loss = self.loss(logits.float(), batch.label)
         size = len(batch.label)
@@ -81,19 +84,11 @@ class FaceMatchTask(TaskBase):
             nearest = self.head.cosine(embeddings.detach()).argmax(dim=1)
         accuracy = (nearest == batch.label).float().mean()
         self.log("train/accuracy", accuracy, on_step=False, on_epoch=True, batch_size=size)
-        if batch.n_skipped:
-            self.log(
-                "train/skipped_samples",
-                float(batch.n_skipped),
-                reduce_fx="sum",
-                on_step=False,
-                on_epoch=True,
-                batch_size=size,
-            )
+        self._log_skipped(batch, "train")
         return loss
 
-    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        self.val_metrics.update(self(batch.image), batch.label)
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.val_metrics.update(self.embed(batch), batch.label)
 
-    def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        self.test_metrics.update(self(batch.image), batch.label)
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.test_metrics.update(self.embed(batch), batch.label)

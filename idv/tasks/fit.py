@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from idv.atomic import write_text
-from idv.tasks.checkpoint import resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,22 @@ class FitResult:
     best_checkpoint: str
     last_checkpoint: str
     output_dir: Path
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | os.PathLike) -> str | None:
+    """`last` means the last checkpoint of this run directory; anything else is a path."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        last = Path(output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(
+                f"ckpt_path=last: no {last}; point hydra.run.dir at the run directory to resume"
+            )
+        return str(last)
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt_path} not found")
+    return str(ckpt_path)
 
 
 def build_task(cfg: DictConfig) -> L.LightningModule:

@@ -22,9 +22,14 @@ Stage = Literal["train", "eval"]
 
 
 def build_transforms(
-    augment: Mapping[str, Any], stage: Stage, seed: int | None = None
+    augment: Mapping[str, Any],
+    stage: Stage,
+    seed: int | None = None,
+    additional_targets: Mapping[str, str] | None = None,
 ) -> A.Compose:
-    """Compose the `stage` list of an augment config, then normalise and convert to tensor."""
+    """Compose the `stage` list of an augment config, then normalise and convert to tensor.
+    `additional_targets` (albumentations': e.g. {"image1": "image"} for the frames of a clip)
+    go through the same random parameters as the image; a `mask` target always does."""
     if stage not in ("train", "eval"):
         raise ValueError(f"stage must be 'train' or 'eval', got {stage!r}")
     for key in (stage, "normalize"):
@@ -37,7 +42,7 @@ def build_transforms(
         A.Normalize(mean=tuple(norm["mean"]), std=tuple(norm["std"]), max_pixel_value=255.0),
         ToTensorV2(),
     ]
-    return A.Compose(transforms, seed=seed)
+    return A.Compose(transforms, seed=seed, additional_targets=dict(additional_targets or {}))
 
 
 def reseed(pipeline: A.BaseCompose, seed: int) -> None:

@@ -52,14 +52,14 @@ def _render_identity(
     captures = [("selfie", k) for k in range(images)] + [
         ("id_portrait", k) for k in range(portraits)
     ]
-    for kind, k in captures:
-        if kind == "selfie":
+    for capture, k in captures:
+        if capture == "selfie":
             face = render_face(identity, rng, size=cfg["image_size"], nuisance=lossless)
         else:
             face = render_portrait(identity, rng, cfg["image_size"], style)
         crop, landmarks = _aligned(face, int(cfg["aligned_size"]))
         quality = int(rng.integers(nuisance.jpeg_quality[0], nuisance.jpeg_quality[1] + 1))
-        name = f"{subject}_{k:02d}" if kind == "selfie" else f"{subject}_id{k:02d}"
+        name = f"{subject}_{k:02d}" if capture == "selfie" else f"{subject}_id{k:02d}"
         rel = f"images/{subject}/{name}.jpg"
         Image.fromarray(crop).save(out / rel, quality=quality)
         rows.append(
@@ -69,7 +69,7 @@ def _render_identity(
                 "label": 0,
                 "subject_id": subject,
                 "attack_type": "bona_fide",
-                "capture_type": kind,
+                "capture_type": capture,
                 "session_id": name,
                 "geography": geography,
                 "age_band": identity.age_band,

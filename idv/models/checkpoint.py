@@ -1,4 +1,8 @@
-"""Rebuilding a trained network from a checkpoint, with `weights_only=True` loading."""
+"""Rebuilding a trained network from a checkpoint, with `weights_only=True` loading.
+
+Torch and Hydra only (no Lightning): evaluation's scoring, export and the scripts rebuild the
+exact trained network from the run config the checkpoint carries.
+"""
 
 from __future__ import annotations
 
@@ -40,19 +44,3 @@ def net_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, A
     }
     net.load_state_dict(state, strict=True)
     return net.eval(), config
-
-
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | os.PathLike) -> str | None:
-    """`last` means the last checkpoint of this run directory; anything else is a path."""
-    if ckpt_path in (None, ""):
-        return None
-    if ckpt_path == "last":
-        last = Path(output_dir) / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            raise FileNotFoundError(
-                f"ckpt_path=last: no {last}; point hydra.run.dir at the run directory to resume"
-            )
-        return str(last)
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt_path} not found")
-    return str(ckpt_path)
