@@ -28,7 +28,8 @@ table, from 0), its id and, for duplicates, both rows. `validate_*` return a nor
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,12 @@ __all__ = [
     "read_comparison_table",
     "read_detection_table",
     "read_search_table",
+    "TableSchema",
+    "common_columns",
+    "id_columns",
     "read_table",
+    "register_table",
+    "table_schema",
     "require_columns",
     "require_splits",
     "validate_comparison_table",
@@ -74,6 +80,7 @@ SEARCH_COLUMNS = (
     "score",
 )
 _SHOWN = 5  # rows quoted in one message
+_DETECTION, _COMPARISON, _SEARCH = "detection", "comparison", "search"  # the built-in tables
 
 
 class ScoreTableError(ValueError):
@@ -102,37 +109,51 @@ def _common() -> dict[str, pa.Column]:
     }
 
 
-_SCHEMAS = {
-    "detection": pa.DataFrameSchema(
-        {
-            **_ids("sample_id", "subject_id", "attack_type"),
-            "label": pa.Column(None, pa.Check.isin([0, 1]), nullable=False),
-            **_common(),
-        }
-    ),
-    "comparison": pa.DataFrameSchema(
-        {
-            **_ids("comparison_id", "sample_id_a", "sample_id_b", "subject_id_a", "subject_id_b"),
-            "genuine": _flag("genuine"),
-            **_common(),
-        }
-    ),
-    "search": pa.DataFrameSchema(
-        {
-            **_ids("search_id", "probe_sample_id", "probe_subject_id"),
-            "mated": _flag("mated"),
-            "rank": pa.Column(None, nullable=True),
-            "candidate_subject_id": pa.Column(None, nullable=True),
-            **_common(),
-        }
-    ),
-}
-_KEYS = {"detection": "sample_id", "comparison": "comparison_id", "search": "search_id"}
-_REQUIRED = {
-    "detection": DETECTION_COLUMNS,
-    "comparison": COMPARISON_COLUMNS,
-    "search": SEARCH_COLUMNS,
-}
+@dataclass(frozen=True)
+class TableSchema:
+    """One kind of score table: its `name`, the id column (`key`, unique within a split), the
+    columns it needs, its pandera columns, and its own rules (`check`: the normalised frame and
+    its source in, the frame out, or a ScoreTableError naming the rows). A kind that brings a
+    new table registers one (`register_table`)."""
+
+    name: str
+    key: str
+    required: tuple[str, ...]
+    columns: Mapping[str, pa.Column]
+    check: Callable[[pd.DataFrame, str | None], pd.DataFrame] | None = None
+
+    def validate(self, table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+        """The table checked against the contract (module docstring), normalised."""
+        frame = _validated(table, self, source)
+        return self.check(frame, source) if self.check is not None else frame
+
+
+_TABLES: dict[str, TableSchema] = {}
+
+
+def register_table(schema: TableSchema, *, replace: bool = False) -> TableSchema:
+    if schema.name in _TABLES and not replace:
+        raise ValueError(f"score table schema {schema.name!r} is registered already")
+    _TABLES[schema.name] = schema
+    return schema
+
+
+def table_schema(name: str) -> TableSchema:
+    try:
+        return _TABLES[name]
+    except KeyError:
+        known = sorted(_TABLES)
+        raise ValueError(f"unknown score table kind {name!r}; expected one of {known}") from None
+
+
+def common_columns() -> dict[str, pa.Column]:
+    """`split`, `acquired` and `score`: what every table has (pandera columns)."""
+    return _common()
+
+
+def id_columns(*names: str) -> dict[str, pa.Column]:
+    """Id columns (never empty), as pandera columns, for a new schema."""
+    return _ids(*names)
 
 
 # ---------------------------------------------------------------------------------- messages
@@ -140,7 +161,7 @@ _REQUIRED = {
 
 def _where(table: pd.DataFrame, kind: str, rows: Sequence[int]) -> str:
     """'row 3 (sample_id 'x', split 'test')' for the first few positions."""
-    key = _KEYS[kind]
+    key = table_schema(kind).key
     parts = []
     for i in list(rows)[:_SHOWN]:
         split = f", split {table['split'].iat[i]!r}" if "split" in table.columns else ""
@@ -186,11 +207,12 @@ def _allowed(kind: str, column: object) -> str:
 # -------------------------------------------------------------------------------- validation
 
 
-def _validated(table: pd.DataFrame, kind: str, source: str | None) -> pd.DataFrame:
-    """Schema checks shared by the three kinds, then `acquired` and `score` normalised."""
+def _validated(table: pd.DataFrame, schema: TableSchema, source: str | None) -> pd.DataFrame:
+    """Schema checks shared by every table, then `acquired` and `score` normalised."""
+    kind = schema.name
     if not isinstance(table, pd.DataFrame):
         raise _fail(source, kind, f"expected a DataFrame, got {type(table).__name__}")
-    missing = [c for c in _REQUIRED[kind] if c not in table.columns]
+    missing = [c for c in schema.required if c not in table.columns]
     if missing:
         raise _fail(
             source, kind, f"lacks column(s) {missing} (columns: {sorted(map(str, table.columns))})"
@@ -199,7 +221,7 @@ def _validated(table: pd.DataFrame, kind: str, source: str | None) -> pd.DataFra
         raise _fail(source, kind, "has no rows (a header alone is not a score table)")
     frame = table.reset_index(drop=True)
     try:
-        _SCHEMAS[kind].validate(frame, lazy=True)
+        pa.DataFrameSchema(dict(schema.columns)).validate(frame, lazy=True)
     except SchemaErrors as err:
         raise _fail(source, kind, _schema_errors(frame, kind, source, err)) from None
     frame = frame.copy()
@@ -250,32 +272,28 @@ def _finite_scores(frame: pd.DataFrame, kind: str, source: str, rows: np.ndarray
         )
 
 
-def validate_detection_table(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
-    """A detection table checked against the contract (module docstring), normalised."""
-    frame = _validated(table, "detection", source)
+def _check_detection(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
     frame["label"] = frame["label"].astype(np.int64)
-    _finite_scores(frame, "detection", source, frame["acquired"].to_numpy())
-    _duplicates(frame, _within_split(frame, "sample_id"), "detection", source, "sample_id", frame)
+    _finite_scores(frame, _DETECTION, source, frame["acquired"].to_numpy())
+    _duplicates(frame, _within_split(frame, "sample_id"), _DETECTION, source, "sample_id", frame)
     bona = (frame["attack_type"].astype(str) == BONA_FIDE).to_numpy()
     wrong = bona != (frame["label"].to_numpy() == 0)
     if wrong.any():
         raise _fail(
             source,
-            "detection",
+            _DETECTION,
             f"label and attack_type disagree (label 0 is exactly attack_type {BONA_FIDE!r}) at "
             f"{_where(frame, 'detection', np.flatnonzero(wrong).tolist())}",
         )
     return frame
 
 
-def validate_comparison_table(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
-    """A comparison table checked against the contract (module docstring), normalised; the
-    same pair (in either order) twice is a duplicate, as is a repeated comparison_id."""
-    frame = _validated(table, "comparison", source)
+def _check_comparison(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
+    """The same pair (in either order) twice is a duplicate, as is a repeated comparison_id."""
     frame["genuine"] = frame["genuine"].astype(bool)
-    _finite_scores(frame, "comparison", source, frame["acquired"].to_numpy())
+    _finite_scores(frame, _COMPARISON, source, frame["acquired"].to_numpy())
     _duplicates(
-        frame, _within_split(frame, "comparison_id"), "comparison", source, "comparison_id", frame
+        frame, _within_split(frame, "comparison_id"), _COMPARISON, source, "comparison_id", frame
     )
     a, b = frame["sample_id_a"].astype(str), frame["sample_id_b"].astype(str)
     pairs = pd.DataFrame({"first": np.minimum(a, b), "second": np.maximum(a, b)})
@@ -285,7 +303,7 @@ def validate_comparison_table(table: pd.DataFrame, source: str | None = None) ->
         rows = np.flatnonzero((pairs == key).all(axis=1).to_numpy())[:2].tolist()
         raise _fail(
             source,
-            "comparison",
+            _COMPARISON,
             f"the pair ({key['first']!r}, {key['second']!r}) is compared twice: "
             f"{_where(frame, 'comparison', rows)}; every pair is counted once",
         )
@@ -294,18 +312,16 @@ def validate_comparison_table(table: pd.DataFrame, source: str | None = None) ->
     if wrong.any():
         raise _fail(
             source,
-            "comparison",
+            _COMPARISON,
             "genuine disagrees with subject_id_a == subject_id_b at "
             f"{_where(frame, 'comparison', np.flatnonzero(wrong).tolist())}",
         )
     return frame
 
 
-def validate_search_table(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
-    """A search table checked against the contract (module docstring), normalised: one probe
-    per search, one search per probe and split, ranks 1, 2, 3 ... without repeats, scores
-    falling with rank, and no non-mated search returning its own probe subject."""
-    frame = _validated(table, "search", source)
+def _check_search(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
+    """One probe per search, one search per probe and split, ranks 1, 2, 3 ... without
+    repeats, scores falling with rank, and no non-mated search returning its own subject."""
     frame["mated"] = frame["mated"].astype(bool)
     acquired = frame["acquired"].to_numpy()
     empty = acquired & frame[["rank", "candidate_subject_id", "score"]].isna().all(axis=1)
@@ -321,9 +337,9 @@ def validate_search_table(table: pd.DataFrame, source: str | None = None) -> pd.
             rows = np.flatnonzero((frame[key] == first).all(axis=1).to_numpy()).tolist()
             raise _fail(
                 source,
-                "search",
+                _SEARCH,
                 f"{column} differs within one search (each search has one probe): "
-                f"{_where(frame, 'search', rows)}",
+                f"{_where(frame, _SEARCH, rows)}",
             )
     if empty.any():
         alone = empty & (per_search["search_id"].transform("size").to_numpy() == 1)
@@ -331,40 +347,40 @@ def validate_search_table(table: pd.DataFrame, source: str | None = None) -> pd.
             rows = np.flatnonzero(empty & ~alone).tolist()
             raise _fail(
                 source,
-                "search",
-                f"an empty candidate row next to candidates at {_where(frame, 'search', rows)}: "
+                _SEARCH,
+                f"an empty candidate row next to candidates at {_where(frame, _SEARCH, rows)}: "
                 "an empty candidate list is one row with rank, candidate_subject_id and score "
                 "empty",
             )
     candidates = acquired & ~empty
-    _finite_scores(frame, "search", source, candidates)
+    _finite_scores(frame, _SEARCH, source, candidates)
     ranks = pd.to_numeric(frame["rank"], errors="coerce").to_numpy(np.float64)
     whole = np.isfinite(ranks) & (ranks == np.round(ranks)) & (ranks >= 1)
     if (candidates & ~whole).any():
         rows = np.flatnonzero(candidates & ~whole).tolist()
         raise _fail(
-            source, "search", f"rank must be a whole number >= 1 at {_where(frame, 'search', rows)}"
+            source, _SEARCH, f"rank must be a whole number >= 1 at {_where(frame, _SEARCH, rows)}"
         )
     got = frame.assign(rank=ranks)[candidates]
-    _duplicates(got, [*key, "rank"], "search", source, "rank", frame)
+    _duplicates(got, [*key, "rank"], _SEARCH, source, "rank", frame)
     searches = frame.drop_duplicates(key)
     probe = _within_split(frame, "probe_sample_id")
-    _duplicates(searches, probe, "search", source, "search of one probe", frame)
+    _duplicates(searches, probe, _SEARCH, source, "search of one probe", frame)
     ordered = got.sort_values([*key, "rank"], kind="stable")
     expected = ordered.groupby(key, sort=False).cumcount().to_numpy() + 1
     gaps = ordered.index[ordered["rank"].to_numpy() != expected]
     if len(gaps):
         raise _fail(
             source,
-            "search",
-            f"ranks must run 1, 2, 3, ... without gaps at {_where(frame, 'search', list(gaps))}",
+            _SEARCH,
+            f"ranks must run 1, 2, 3, ... without gaps at {_where(frame, _SEARCH, list(gaps))}",
         )
     rises = ordered.index[ordered.groupby(key, sort=False)["score"].diff().to_numpy() > 0]
     if len(rises):
         raise _fail(
             source,
-            "search",
-            f"score rises with rank at {_where(frame, 'search', list(rises))}: rank 1 must be "
+            _SEARCH,
+            f"score rises with rank at {_where(frame, _SEARCH, list(rises))}: rank 1 must be "
             "the best (highest similarity) candidate",
         )
     own = candidates & ~frame["mated"].to_numpy()
@@ -372,29 +388,80 @@ def validate_search_table(table: pd.DataFrame, source: str | None = None) -> pd.
     if own.any():
         raise _fail(
             source,
-            "search",
+            _SEARCH,
             f"a non-mated search returns the probe's own subject at "
-            f"{_where(frame, 'search', np.flatnonzero(own).tolist())}: it is mated, or the "
+            f"{_where(frame, _SEARCH, np.flatnonzero(own).tolist())}: it is mated, or the "
             "gallery is not what the table says",
         )
     return frame
 
 
-_VALIDATORS = {
-    "detection": validate_detection_table,
-    "comparison": validate_comparison_table,
-    "search": validate_search_table,
-}
+DETECTION = register_table(
+    TableSchema(
+        _DETECTION,
+        key="sample_id",
+        required=DETECTION_COLUMNS,
+        columns={
+            **_ids("sample_id", "subject_id", "attack_type"),
+            "label": pa.Column(None, pa.Check.isin([0, 1]), nullable=False),
+            **_common(),
+        },
+        check=_check_detection,
+    )
+)
+COMPARISON = register_table(
+    TableSchema(
+        _COMPARISON,
+        key="comparison_id",
+        required=COMPARISON_COLUMNS,
+        columns={
+            **_ids("comparison_id", "sample_id_a", "sample_id_b", "subject_id_a", "subject_id_b"),
+            "genuine": _flag("genuine"),
+            **_common(),
+        },
+        check=_check_comparison,
+    )
+)
+SEARCH = register_table(
+    TableSchema(
+        _SEARCH,
+        key="search_id",
+        required=SEARCH_COLUMNS,
+        columns={
+            **_ids("search_id", "probe_sample_id", "probe_subject_id"),
+            "mated": _flag("mated"),
+            "rank": pa.Column(None, nullable=True),
+            "candidate_subject_id": pa.Column(None, nullable=True),
+            **_common(),
+        },
+        check=_check_search,
+    )
+)
+
+
+def validate_detection_table(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """A detection table checked against the contract (module docstring), normalised."""
+    return DETECTION.validate(table, source)
+
+
+def validate_comparison_table(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """A comparison table checked against the contract (module docstring), normalised."""
+    return COMPARISON.validate(table, source)
+
+
+def validate_search_table(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """A search table checked against the contract (module docstring), normalised."""
+    return SEARCH.validate(table, source)
 
 
 # ------------------------------------------------------------------------------------ reading
 
 
 def read_table(path: str | os.PathLike, kind: str) -> pd.DataFrame:
-    """A score table of `kind` ('detection' | 'comparison' | 'search') from a Parquet or CSV
-    file, validated; `frame.attrs["source"]` is the file (named in every later error)."""
-    if kind not in _VALIDATORS:
-        raise ValueError(f"unknown score table kind {kind!r}; expected one of {list(_VALIDATORS)}")
+    """A score table of the schema `kind` (registered: 'detection', 'comparison', 'search',
+    ...) from a Parquet or CSV file, validated; `frame.attrs["source"]` is the file (named in
+    every later error)."""
+    schema = table_schema(kind)
     file = Path(path)
     if not file.is_file():
         raise ScoreTableError(f"{file}: {kind} score table not found")
@@ -412,21 +479,21 @@ def read_table(path: str | os.PathLike, kind: str) -> pd.DataFrame:
         raise
     except Exception as err:  # pyarrow / the CSV parser raise many types for a damaged file
         raise ScoreTableError(f"{file}: not a readable {suffix} file ({err})") from err
-    table = _VALIDATORS[kind](frame, str(file))
+    table = schema.validate(frame, str(file))
     table.attrs["source"] = str(file)
     return table
 
 
 def read_detection_table(path: str | os.PathLike) -> pd.DataFrame:
-    return read_table(path, "detection")
+    return read_table(path, _DETECTION)
 
 
 def read_comparison_table(path: str | os.PathLike) -> pd.DataFrame:
-    return read_table(path, "comparison")
+    return read_table(path, _COMPARISON)
 
 
 def read_search_table(path: str | os.PathLike) -> pd.DataFrame:
-    return read_table(path, "search")
+    return read_table(path, _SEARCH)
 
 
 def require_columns(table: pd.DataFrame, columns: Sequence[str], purpose: str) -> None:

@@ -17,12 +17,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from idv.atomic import replace_dir
 from idv.calibration.thresholds import calibrate
 from idv.cli.evaluate import run as evaluate
 from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
 from idv.export import formats
-from idv.export.bundle import _replace_dir, export, export_bundle
+from idv.export.bundle import export, export_bundle
 from idv.export.card import REQUIRED_FIELDS
 from idv.export.parity import ParityError, ParityOptions
 from idv.export.wrappers import DetectionScorer, augment_of, build_wrapper
@@ -172,7 +173,7 @@ def test_thresholds_of_another_checkpoint_are_refused(bundle, tmp_path) -> None:
 
 
 def test_replace_dir_swaps_whole_bundles(tmp_path, monkeypatch) -> None:
-    import idv.export.bundle as module
+    import idv.atomic as module
 
     for exchange in (True, False):
         target, new = tmp_path / f"b{exchange}", tmp_path / f".b{exchange}.tmp"
@@ -182,9 +183,9 @@ def test_replace_dir_swaps_whole_bundles(tmp_path, monkeypatch) -> None:
         (new / "new.txt").write_text("new")
         if not exchange:
             monkeypatch.setattr(module, "_exchange", lambda a, b: False)
-        _replace_dir(new, target)
+        replace_dir(new, target)
         assert [p.name for p in target.iterdir()] == ["new.txt"]
-        shutil.rmtree(new, ignore_errors=True)  # what export_bundle does with the old one
+        assert not new.exists()  # the old bundle is gone with it
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 

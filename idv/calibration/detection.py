@@ -53,7 +53,7 @@ import pandas as pd
 
 from idv.calibration.reporting import check_bootstrap, check_score_range, rate_from_replicates
 from idv.calibration.score_calibration import METHODS, calibration_report
-from idv.metrics.bootstrap import rate_replicates, resample_counts
+from idv.metrics.bootstrap import rate_replicates, resample_counts, worst_group_replicates
 from idv.metrics.detection import generalised_scores, threshold_at_worst_apcer
 from idv.metrics.resolution import min_trials
 from idv.score_tables import require_splits, validate_detection_table
@@ -416,24 +416,19 @@ def _test_report(
         ), reps
 
     def worst_of(errors: np.ndarray, name: str) -> None:
-        reps = []
+        present = []
         for species_name in species:
             got = rate(errors, (y == 1) & (sp == species_name))
             if got is None:
                 if species_name not in missing:
                     missing.append(species_name)
                 continue
-            rates[f"{name}/{species_name}"], r = got
-            reps.append(r)
-        if not reps:
+            rates[f"{name}/{species_name}"] = got[0]
+            present.append(species_name)
+        if not present:
             return
-        stacked = np.vstack(reps)
-        with np.errstate(all="ignore"):
-            any_row = ~np.isnan(stacked).all(axis=0)
-            worst = np.where(
-                any_row, np.nanmax(np.where(np.isnan(stacked), -np.inf, stacked), axis=0), np.nan
-            )
-        estimate = max(r.estimate for k, r in rates.items() if k.startswith(f"{name}/"))
+        worst = worst_group_replicates(errors, sp, present, codes, resamples, where=y == 1)
+        estimate = max(rates[f"{name}/{n}"].estimate for n in present)
         rates[f"{name}_worst"] = rate_from_replicates(estimate, worst, level, None, None)
 
     worst_of(s < t, "apcer")

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from idv import markdown
+from idv.metrics.bootstrap import percentile_interval
 from idv.thresholds import Rate, Thresholds
 
 DEFAULT_BOOTSTRAP = {"n_resamples": 1000, "seed": 0, "level": 0.95}
@@ -36,12 +38,10 @@ def rate_from_replicates(
 ) -> Rate:
     """A rate with its percentile interval over the bootstrap replicates (NaN replicates, from
     resamples without the rows, are dropped); no interval without replicates."""
-    kept = np.asarray([] if replicates is None else replicates, np.float64)
-    kept = kept[~np.isnan(kept)]
-    if len(kept) == 0:
+    interval = None if replicates is None else percentile_interval(estimate, replicates, level)
+    if interval is None:
         return Rate(float(estimate), n=n, count=count)
-    low, high = np.quantile(kept, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return Rate(float(estimate), float(low), float(high), float(level), n, count)
+    return Rate(float(estimate), interval.low, interval.high, float(level), n, count)
 
 
 def check_score_range(
@@ -79,22 +79,20 @@ def markdown_summary(thresholds: Thresholds) -> str:
         f"Headline operating point: {t.operating_point.metric} <= {t.operating_point.max:g}. "
         f"Decision rule: {t.decision.describe()}.",
         "",
-        "| target | segment | threshold | review at or above | source | "
-        + " | ".join(f"test {name}" for name in headline)
-        + " |",
-        "|" + "---|" * (5 + len(headline)),
     ]
-    for e in t.entries:
-        point = e.operating_point
-        cells = [
-            f"{point.metric} <= {point.max:g}",
+    header = ["target", "segment", "threshold", "review at or above", "source"]
+    rows = [
+        [
+            f"{e.operating_point.metric} <= {e.operating_point.max:g}",
             e.segment_name,
             f"{e.threshold:.4f}",
             f"{e.review_at_or_above:.4f}",
             e.source,
             *(str(e.test.rates.get(name, Rate(None))) for name in headline),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        for e in t.entries
+    ]
+    lines.append(markdown.table(header + [f"test {name}" for name in headline], rows))
     notes = sorted({e.test.note for e in t.entries if e.test.note})
     lines += ["", *[f"- {note}" for note in notes]] if notes else []
     extra = t.details.get("score_calibration")

@@ -298,7 +298,8 @@ class ClipDataset(ManifestDataset):
         """One item per session: its first frame's row, sample_id = session_id."""
         ordered = frame.sort_values(["session_id", "frame_index"], kind="stable")
         per_session = ordered.groupby("session_id", sort=True)
-        mixed = per_session[["label", "split", "subject_id"]].nunique()
+        shared = [c for c in ("label", "split", "subject_id") if c in frame.columns]
+        mixed = per_session[shared].nunique()
         bad = mixed.index[(mixed > 1).any(axis=1)]
         if len(bad):
             raise ValueError(

@@ -34,8 +34,9 @@ from idv.metrics.bootstrap import (
     bootstrap_rate,
     paired_bootstrap_difference,
     paired_rate_difference,
-    rate_replicates,
+    percentile_interval,
     resample_counts,
+    worst_group_replicates,
 )
 from idv.metrics.resolution import NotSupported, check_resolution, count_subjects
 
@@ -612,15 +613,6 @@ def _put(row: dict, key: str, interval: Interval | None) -> None:
     row[f"{key}_high"] = np.nan if interval is None else interval.high
 
 
-def _quantile_interval(estimate: float, replicates: np.ndarray, level: float) -> Interval | None:
-    kept = replicates[~np.isnan(replicates)]
-    if len(kept) == 0:
-        return None
-    low, high = np.quantile(kept, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    n = len(replicates)
-    return Interval(float(estimate), float(low), float(high), level, len(kept), n - len(kept))
-
-
 def _worst(
     outcomes: np.ndarray, rate: Rate, view: np.ndarray, subjects: np.ndarray, boot: _Bootstrap
 ) -> tuple[float, np.ndarray] | None:
@@ -632,10 +624,7 @@ def _worst(
         return None
     estimate = max(float(outcomes[where & (groups == n)].mean()) for n in present)
     codes, counts = resample_counts(subjects, boot.n_resamples, boot.seed)
-    per = np.stack([rate_replicates(outcomes, codes, counts, where=groups == n) for n in present])
-    with np.errstate(all="ignore"):
-        worst = np.where(np.isnan(per), -np.inf, per).max(axis=0)
-    return estimate, np.where(np.isfinite(worst), worst, np.nan)
+    return estimate, worst_group_replicates(outcomes, groups, present, codes, counts, where)
 
 
 def _latency_cost(row: dict, p: AlignedProvider, view: np.ndarray) -> None:
@@ -696,7 +685,7 @@ def _provider_row(
         interval = None
         if outcomes is not None and rate.groups is not None:
             worst = _worst(outcomes[view], rate, view, subjects, boot)
-            interval = None if worst is None else _quantile_interval(*worst, boot.level)
+            interval = None if worst is None else percentile_interval(*worst, boot.level)
         elif outcomes is not None and rate.where[view].any():
             where = rate.where[view]
             interval = bootstrap_rate(outcomes[view], subjects, where=where, **boot.kwargs())
@@ -781,7 +770,7 @@ def compare(
         (ref, ref_reps), (cand, cand_reps) = (
             _worst(o, rate, everything, subjects, boot) for o in outcomes
         )
-        diff = _quantile_interval(cand - ref, cand_reps - ref_reps, boot.level)
+        diff = percentile_interval(cand - ref, cand_reps - ref_reps, boot.level)
         if diff is not None:
             kept = (cand_reps - ref_reps)[~np.isnan(cand_reps - ref_reps)]
             paired = PairedInterval(**vars(diff), share_positive=float((kept > 0).mean()))

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from idv.atomic import atomic_path, write_json, write_text
 from idv.evaluation.benchmark_core import OPTION_KEYS, OVERALL, BenchmarkResult
+from idv.markdown import table as markdown_table
 
 # Read as text from a CSV vendor file (detection, comparison and search formats).
 _ID_COLUMNS = (
@@ -123,10 +124,7 @@ def _markdown_table(frame: pd.DataFrame) -> str:
             return "n/a" if np.isnan(v) else f"{v:.4g}"
         return str(v)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
-    lines.append("|" + "|".join("---" for _ in frame.columns) + "|")
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join(lines)
+    return markdown_table(frame.columns, frame.itertuples(False), cell)
 
 
 _DIRECTIONS = {

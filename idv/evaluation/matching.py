@@ -29,6 +29,7 @@ from idv.metrics.bootstrap import (
     bootstrap_curve,
     eer_statistic,
     fnmr_at_fmr_statistic,
+    percentile_interval,
     rate_replicates,
     resample_counts,
 )
@@ -174,11 +175,12 @@ def _group_rates(
     out["too_small"] = subjects < min_subjects
     if resamples is not None and subjects >= 2:
         codes, counts = resamples
-        bounds = [(1 - bootstrap["level"]) / 2, (1 + bootstrap["level"]) / 2]
         for name, rows in sets.items():
             if rows.any():
                 reps = rate_replicates(errors[name], codes, counts, where=rows)
-                out[f"{name}_low"], out[f"{name}_high"] = np.nanquantile(reps, bounds)
+                interval = percentile_interval(np.nan, reps, bootstrap["level"])
+                if interval is not None:
+                    out[f"{name}_low"], out[f"{name}_high"] = interval.low, interval.high
     return out
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from idv import markdown
 from idv.evaluation.segments import Differential
 
 
@@ -19,10 +20,7 @@ def _fmt(value: object) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join([header, rule, *rows])
+    return markdown.table(frame.columns, frame.itertuples(False), _fmt)
 
 
 def markdown_report(
@@ -34,8 +32,7 @@ def markdown_report(
 ) -> str:
     """Headline metrics, then per-segment figures and the demographic differentials."""
     lines = [f"# {title}", "", *[f"- {n}" for n in notes], "", "## Headline metrics", ""]
-    lines += ["| metric | value |", "|---|---|"]
-    lines += [f"| {key} | {_fmt(value)} |" for key, value in metrics.items()]
+    lines += markdown.table(["metric", "value"], metrics.items(), _fmt).split("\n")
     lines += ["", "## Per segment (one global threshold)", ""]
     if segments.empty:
         lines += ["No per-segment figures: no threshold to compute them at (see the notes).", ""]

@@ -8,14 +8,18 @@ group's error rate over the geometric mean of all groups' rates (Max/GeoMean).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from idv.metrics.bootstrap import rate_replicates, resample_counts
+from idv.metrics.bootstrap import (
+    percentile_interval,
+    rate_replicates,
+    resample_counts,
+    worst_group_replicates,
+)
 from idv.metrics.detection import auc, eer
 
 
@@ -42,26 +46,21 @@ def _rate_intervals(
     codes, counts = resample_counts(subjects, n_resamples, seed)
     scores, labels = frame["score"].to_numpy(), frame["label"].to_numpy()
     species = frame["attack_type"].astype(str).to_numpy()
-    bounds = [(1 - level) / 2, (1 + level) / 2]
-    result = {}
+    intervals = {}
     bona = labels == 0
     if bona.any():
         bpcer = rate_replicates(scores >= threshold, codes, counts, where=bona)
-        result["bpcer_low"], result["bpcer_high"] = np.nanquantile(bpcer, bounds)
+        intervals["bpcer"] = percentile_interval(np.nan, bpcer, level)
     names = sorted(set(species[labels == 1]))
     if names:
-        per_species = np.stack(
-            [
-                rate_replicates(
-                    scores < threshold, codes, counts, where=(labels == 1) & (species == name)
-                )
-                for name in names
-            ]
+        worst = worst_group_replicates(
+            scores < threshold, species, names, codes, counts, where=labels == 1
         )
-        with warnings.catch_warnings():  # a resample without any attack of every species
-            warnings.simplefilter("ignore", RuntimeWarning)
-            worst = np.nanmax(per_species, axis=0)
-        result["apcer_worst_low"], result["apcer_worst_high"] = np.nanquantile(worst, bounds)
+        intervals["apcer_worst"] = percentile_interval(np.nan, worst, level)
+    result = {}
+    for name, interval in intervals.items():
+        if interval is not None:
+            result[f"{name}_low"], result[f"{name}_high"] = interval.low, interval.high
     return result
 
 

@@ -10,21 +10,20 @@ bundle exactly as it was; the temporary directory is removed either way.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 
-from idv.data.datamodule import datamodule_config
+from idv.atomic import replace_dir
+from idv.data.manifest import Manifest
+from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.formats import export_formats
 from idv.export.parity import ParityOptions, check_parity, held_out_samples
@@ -72,41 +71,37 @@ def read_thresholds(
     return thresholds, data
 
 
-def training_data(datamodule, manifest_file: Path) -> dict[str, Any]:
+def training_data(manifest: Manifest, protocol: Mapping[str, Any] | None) -> dict[str, Any]:
     """The manifest's hash and size (the corpus the run config names)."""
-    frame = datamodule.manifest.frame
+    frame, file = manifest.frame, manifest.file
     return {
-        "manifest": str(manifest_file),
-        "sha256": sha256_file(manifest_file),
-        "bytes": manifest_file.stat().st_size,
+        "manifest": str(file),
+        "sha256": sha256_file(file),
+        "bytes": file.stat().st_size,
         "samples": len(frame),
         "subjects": int(frame["subject_id"].nunique()),
         "samples_per_split": {k: int(v) for k, v in frame["split"].value_counts().items()},
         "samples_per_attack_type": {
             k: int(v) for k, v in frame["attack_type"].value_counts().items()
         },
-        "protocol": ((datamodule.protocol or {}).get("name", "default")),
+        "protocol": (protocol or {}).get("name", "default"),
     }
 
 
-def load_datamodule(run_config: Mapping[str, Any], manifest: str | None, root: str | None):
-    """The run's IDVDataModule (its data config), optionally on another manifest path (the
-    checkpoint's may be relative to where training ran)."""
-    data_cfg = datamodule_config(run_config["data"])
-    data_cfg["augment"] = augment_of(run_config)
-    if manifest:
-        data_cfg["manifest"] = str(manifest)
-    if manifest or root:
-        data_cfg["root"] = root
-    if not Path(data_cfg["manifest"]).is_file():
+def load_manifest(
+    run_config: Mapping[str, Any], manifest: str | None, root: str | None
+) -> tuple[Manifest, Mapping[str, Any] | None]:
+    """The run's manifest (its data config; optionally another path: the checkpoint's may be
+    relative to where training ran) and its protocol, for held-out samples and the card."""
+    data = run_config["data"]
+    file = Path(manifest or data["manifest"])
+    if not file.is_file():
         raise FileNotFoundError(
-            f"manifest {data_cfg['manifest']} (from the checkpoint's run config) not found: run "
-            "from the directory training ran in, or pass manifest=<path>"
+            f"manifest {file} (from the checkpoint's run config) not found: run from the "
+            "directory training ran in, or pass manifest=<path>"
         )
-    data_cfg["cache_decoded"] = False
-    datamodule = instantiate(data_cfg, _recursive_=False)
-    datamodule.setup()
-    return datamodule, Path(data_cfg["manifest"])
+    corpus_root = root if (manifest or root) else data.get("root")
+    return Manifest.load(file, root=corpus_root, labels=data.get("labels")), data.get("protocol")
 
 
 def export_bundle(
@@ -137,9 +132,9 @@ def export_bundle(
     evaluation = read_evaluation(evaluation_dir)
     wrapper = build_wrapper(net, run_config)
     augment = augment_of(run_config)
-    datamodule, manifest_file = load_datamodule(run_config, manifest, root)
-    frames = {s: datamodule.split_frame(s) for s in ("test", "calib")}
-    samples = held_out_samples(frames, datamodule.manifest.root, options.min_samples)
+    corpus, protocol = load_manifest(run_config, manifest, root)
+    frames = {s: apply_protocol(corpus.split(s), protocol) for s in ("test", "calib")}
+    samples = held_out_samples(frames, corpus.root, options.min_samples)
     data = run_config.get("data") or {}
     inputs = {"inputs": {n: input_spec(n, augment, task, data) for n in wrapper.input_names}}
     example = {
@@ -176,7 +171,7 @@ def export_bundle(
         }
         card = build_card(
             run_config=run_config,
-            training_data=training_data(datamodule, manifest_file),
+            training_data=training_data(corpus, protocol),
             evaluation=evaluation,
             thresholds=thresholds_data,
             thresholds_sha256=sha256_file(thresholds),
@@ -195,7 +190,7 @@ def export_bundle(
         (tmp / "model_card.md").write_text(card_markdown(card))
         write_checksums(tmp)
         files = verify_bundle(tmp)
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote bundle %s (%s)", target, ", ".join(sorted(files)))
@@ -228,37 +223,3 @@ def export(cfg) -> ExportResult:
 
 def _write_json(data: Mapping[str, Any], file: Path) -> None:
     file.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put directory `new` at `target`: an atomic exchange where the OS allows, else two renames
-    (the old bundle is moved aside first, then deleted). `new` ends up absent or holding the old
-    bundle, which the caller deletes."""
-    if not target.exists():
-        os.rename(new, target)
-        return
-    if _exchange(new, target):
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except OSError:
-        os.rename(old, target)  # put the previous bundle back
-        raise
-    shutil.rmtree(old, ignore_errors=True)

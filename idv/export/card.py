@@ -24,7 +24,7 @@ from idv import markdown
 from idv.data.manifest import DEMOGRAPHIC_COLUMNS
 from idv.thresholds import Rate, Thresholds
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REQUIRED_FIELDS = (
     "schema_version",
     "task",

@@ -39,7 +39,7 @@ rate of exactly 0 or 1 on the original data gives a zero-width interval: report 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -60,6 +60,8 @@ __all__ = [
     "fnmr_at_fmr_statistic",
     "paired_bootstrap_difference",
     "paired_rate_difference",
+    "percentile_interval",
+    "worst_group_replicates",
     "rate_replicates",
     "resample_counts",
     "worst_apcer_at_bpcer_statistic",
@@ -219,14 +221,25 @@ def _weighted_sums(counts: np.ndarray, per_subject: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interval(estimate: float, replicates: np.ndarray, level: float) -> Interval:
+def percentile_interval(estimate: float, replicates: np.ndarray, level: float) -> Interval | None:
+    """The percentile interval of `replicates` around `estimate`: the (1 - level) / 2 and
+    (1 + level) / 2 quantiles of the defined replicates (NaN ones, resamples where the
+    statistic is undefined, are dropped and counted); None when none is defined."""
+    replicates = np.asarray(replicates, dtype=np.float64)
     kept = replicates[~np.isnan(replicates)]
     if len(kept) == 0:
-        raise ValueError("the statistic is undefined in every resample")
+        return None
     low, high = np.quantile(kept, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     return Interval(
         float(estimate), float(low), float(high), level, len(kept), len(replicates) - len(kept)
     )
+
+
+def _interval(estimate: float, replicates: np.ndarray, level: float) -> Interval:
+    interval = percentile_interval(estimate, replicates, level)
+    if interval is None:
+        raise ValueError("the statistic is undefined in every resample")
+    return interval
 
 
 def _paired_interval(
@@ -255,6 +268,28 @@ def rate_replicates(
     num, den = _weighted_sums(k, np.stack([per_subject, rows], axis=1)).T
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / den, np.nan)
+
+
+def worst_group_replicates(
+    errors: np.ndarray,
+    groups: np.ndarray,
+    names: Sequence[str],
+    codes: np.ndarray,
+    counts: np.ndarray,
+    where: np.ndarray | None = None,
+) -> np.ndarray:
+    """The worst (largest) of the groups' rates in every resample: each group `name` is the rows
+    with `groups == name` (and `where`); a group absent from a resample is ignored there, and
+    a resample without any group is NaN. The worst-species APCER of ISO/IEC 30107-3, taken
+    inside every resample so that its interval is of the maximum, not of one species."""
+    groups = np.asarray(groups)
+    rows = np.ones(len(groups), dtype=bool) if where is None else np.asarray(where, dtype=bool)
+    per = np.stack(
+        [rate_replicates(errors, codes, counts, where=rows & (groups == n)) for n in names]
+    )
+    with np.errstate(all="ignore"):
+        worst = np.where(np.isnan(per), -np.inf, per).max(axis=0)
+    return np.where(np.isfinite(worst), worst, np.nan)
 
 
 def bootstrap_rate(

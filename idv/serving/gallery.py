@@ -22,7 +22,6 @@ flagged by `SearchResult.valid` (id None, score NaN, rank 0).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,6 +35,9 @@ from typing import Any
 
 import faiss
 import numpy as np
+
+from idv.atomic import replace_dir
+from idv.hashing import sha256_file
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 FORMAT_VERSION = 1
@@ -155,14 +157,6 @@ def _check_ids(ids: Sequence[str] | np.ndarray, n: int) -> np.ndarray:
     out = np.empty(n, dtype=object)
     out[:] = values
     return out
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Gallery:
@@ -438,7 +432,7 @@ class Gallery:
         try:
             tmp.mkdir()
             self._write_files(tmp)
-            _replace_dir(tmp, target)
+            replace_dir(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
@@ -452,7 +446,7 @@ class Gallery:
             "format_version": FORMAT_VERSION,
             "count": len(self),
             "config": self._config,
-            "sha256": {name: _sha256(directory / name) for name in (INDEX_FILE, IDS_FILE)},
+            "sha256": {name: sha256_file(directory / name) for name in (INDEX_FILE, IDS_FILE)},
         }
         _write_synced(directory / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
@@ -466,7 +460,7 @@ class Gallery:
             file = root / name
             if not file.is_file():
                 raise GalleryError(f"{file} is missing")
-            if _sha256(file) != digest:
+            if sha256_file(file) != digest:
                 raise GalleryError(f"{file} does not match the checksum in {CONFIG_FILE}")
         try:
             config = _validated_config(meta["config"])
@@ -505,25 +499,6 @@ def _replaceable(target: Path) -> bool:
     if not target.is_dir():
         return False
     return (target / CONFIG_FILE).is_file() or not any(target.iterdir())
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move `source` to `target`; an existing gallery at `target` is set aside, then removed.
-
-    os.replace cannot overwrite a non-empty directory, so the old one is renamed first and
-    restored if the second rename fails.
-    """
-    if not target.exists():
-        os.replace(source, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.replace(target, old)
-    try:
-        os.replace(source, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old)
 
 
 def _read_meta(file: Path) -> dict[str, Any]:

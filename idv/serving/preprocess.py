@@ -2,7 +2,7 @@
 
 The exported model takes RGB pixel values in [0, 255] as float32 (N, 3, H, W) and normalises
 inside, so serving only decodes and resizes. Both steps repeat the evaluation transform of
-training exactly (`idv.data.readers.read_image`, then albumentations' `Resize`, which is
+training exactly (`idv.imaging.read_image`, then albumentations' `Resize`, which is
 `cv2.resize` on the uint8 image): the export's parity gate checks it on real files.
 `normalise` exists to compare with the evaluation transform; scoring never needs it.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from idv.imaging import read_image
 
 # OpenCV interpolation flags by the names preprocess.json uses (cv2.INTER_*).
 INTERPOLATIONS: dict[str, int] = {
@@ -26,24 +27,6 @@ INTERPOLATIONS: dict[str, int] = {
     "linear_exact": 5,
     "nearest_exact": 6,
 }
-
-
-class ImageDecodeError(OSError):
-    """An image that cannot be decoded; the message names the file."""
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to RGB uint8 (H, W, 3), EXIF orientation applied (as in training)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()  # the full decode now: a truncated file fails here, naming itself
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(f"{path}: cannot decode image ({err})") from err
 
 
 def resize(image: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:

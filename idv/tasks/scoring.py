@@ -13,6 +13,7 @@ predictions to the kind's `score` part (`idv.kinds`), which builds its tables:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ from idv.score_tables import (
 )
 from idv.serving.gallery import Gallery
 from idv.tasks.base import TaskBase
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,27 +111,43 @@ def score_checkpoint(cfg: DictConfig) -> dict[str, pd.DataFrame]:
 # ------------------------------------------------------------------------------- detection
 
 
-def detection_table(items: pd.DataFrame, sample_ids: Sequence[str], scores: np.ndarray):
+def detection_table(
+    items: pd.DataFrame,
+    sample_ids: Sequence[str],
+    scores: np.ndarray,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """One row per item: the blueprint's detection score table; an item the model produced
-    no score for (e.g. an unreadable image skipped) keeps its row with `acquired = False`."""
+    no score for (e.g. an unreadable image skipped) keeps its row with `acquired = False`.
+    `extra`: auxiliary per-item outputs, kept as `output/<name>` columns."""
     keep = [
         c
         for c in items.columns
         if c in (*DETECTION_COLUMNS, "split", *SEGMENT_COLUMNS, *DEMOGRAPHIC_COLUMNS)
     ]
-    scored = pd.DataFrame({"sample_id": list(sample_ids), "score": scores})
-    table = items[keep].merge(scored, on="sample_id", how="left", validate="1:1")
+    columns = {"sample_id": list(sample_ids), "score": scores}
+    columns.update({f"output/{k}": v for k, v in (extra or {}).items()})
+    table = items[keep].merge(pd.DataFrame(columns), on="sample_id", how="left", validate="1:1")
     table["acquired"] = table["score"].notna()
     ordered = [*DETECTION_COLUMNS, "acquired"]
     return table[ordered + [c for c in table.columns if c not in ordered]]
 
 
 def detection_tables(cfg: DictConfig, predictions: Mapping[str, Predictions]) -> dict:
-    """{"scores": the detection table of every split} from the primary output."""
+    """{"scores": the detection table of every split}: the primary output as `score`, the
+    other per-item outputs as `output/<name>` columns; an output with more than one value per
+    item (a pixel map) has no place in a score table, and a warning says it is not kept."""
     primary = cfg.task.module.get("primary", "score")
-    tables = [
-        detection_table(p.items, p.sample_ids, p.outputs[primary]) for p in predictions.values()
-    ]
+    tables, dropped = [], set()
+    for p in predictions.values():
+        extra = {k: v for k, v in p.outputs.items() if k != primary and v.ndim == 1}
+        dropped |= set(p.outputs) - set(extra) - {primary}
+        tables.append(detection_table(p.items, p.sample_ids, p.outputs[primary], extra))
+    if dropped:
+        log.warning(
+            "outputs %s hold more than one value per item: not written to the score table",
+            sorted(dropped),
+        )
     return {"scores": validate_detection_table(pd.concat(tables, ignore_index=True), "scored")}
 
 
