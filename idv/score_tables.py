@@ -283,7 +283,7 @@ def _check_detection(frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
             source,
             _DETECTION,
             f"label and attack_type disagree (label 0 is exactly attack_type {BONA_FIDE!r}) at "
-            f"{_where(frame, 'detection', np.flatnonzero(wrong).tolist())}",
+            f"{_where(frame, _DETECTION, np.flatnonzero(wrong).tolist())}",
         )
     return frame
 

@@ -264,3 +264,11 @@ def test_an_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
         kinds.Kind("x", tables={"search": "search"})
     with pytest.raises(kinds.KindError, match=r"supplies no 'benchmark'"):
         QUALITY.part("benchmark")
+
+
+@pytest.mark.parametrize("kind", kinds.kinds(), ids=lambda k: k.name)
+def test_every_part_of_a_registered_kind_resolves(kind) -> None:
+    """A "module:attribute" reference is checked on first use only; import them all here
+    so a renamed function fails this test, not a pipeline stage."""
+    for name in kind.parts:
+        assert kind.part(name) is not None, name

@@ -210,6 +210,7 @@ def benchmark(
     names = sorted(set(species[attack]))
     kind = Kind(
         mode="detection",
+        difference_note="for error rates, > 0 means the provider is worse; for AUC, better",
         split=split,
         items=owned,
         key="sample_id",

@@ -114,7 +114,8 @@ class BenchmarkResult:
     split: str
     reference: str | None
     notes: list[str]
-    mode: str = "detection"  # detection | comparison (1:1) | search (1:N)
+    mode: str  # detection | comparison (1:1) | search (1:N)
+    difference_note: str = ""  # how to read a paired difference
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ class Kind:
     `failed_score` / `failed_decision`: what a failure to acquire becomes. The rates count
     decision errors, or with `hits` the successes it returns (McNemar counts their misses).
     `trial_subjects`: the subjects counted for a statistic's resolution among the negatives
-    (`trials` in the notes). `about` / `unit` / `failures`: the headline note's parts.
+    (`trials` in the notes). `about` / `unit` / `failures`: the headline note's parts;
+    `difference_note`: how to read a paired difference.
     """
 
     mode: str
@@ -184,6 +186,7 @@ class Kind:
     about: str
     unit: str
     failures: str
+    difference_note: str
     counted: str | None = None
     failed_decision: np.ndarray | float = 0.0
     hits: Callable[[AlignedProvider], np.ndarray] | None = None
@@ -937,4 +940,5 @@ def run(
         reference=reference,
         notes=notes,
         mode=kind.mode,
+        difference_note=kind.difference_note,
     )

@@ -127,13 +127,6 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return markdown_table(frame.columns, frame.itertuples(False), cell)
 
 
-_DIRECTIONS = {
-    "detection": "for error rates, > 0 means the provider is worse; for AUC, better",
-    "comparison": "every metric is an error rate: > 0 means the provider is worse",
-    "search": "for FNIR, > 0 means the provider is worse; for the rank-1 rate, better",
-}
-
-
 def markdown(result: BenchmarkResult, title: str = "Vendor benchmark") -> str:
     lines = [f"# {title} ({result.split})", "", *[f"- {n}" for n in result.notes], ""]
     lines += ["## Per provider", "", _markdown_table(headline_frame(result, OVERALL)), ""]
@@ -149,7 +142,7 @@ def markdown(result: BenchmarkResult, title: str = "Vendor benchmark") -> str:
     else:
         lines += [
             "Difference = provider - reference on the same owned items "
-            f"({_DIRECTIONS.get(result.mode, _DIRECTIONS['detection'])}).",
+            f"({result.difference_note}).",
             "",
         ]
         shown = result.comparisons[

@@ -365,6 +365,7 @@ def benchmark_comparisons(
     genuine = owned["genuine"].to_numpy(bool)
     kind = Kind(
         mode="comparison",
+        difference_note="every metric is an error rate: > 0 means the provider is worse",
         split=split,
         items=owned,
         key="comparison_id",
@@ -615,6 +616,7 @@ def benchmark_searches(
     subjects = probes["subject_id"].astype(str).to_numpy()
     kind = Kind(
         mode="search",
+        difference_note="for FNIR, > 0 means the provider is worse; for the rank-1 rate, better",
         split=split,
         items=probes,
         key="sample_id",

@@ -47,7 +47,7 @@ class ExportResult:
 
 
 def read_thresholds(
-    path: str | os.PathLike, checkpoint_sha256: str, kind: str = "detection"
+    path: str | os.PathLike, checkpoint_sha256: str, kind: str
 ) -> tuple[Thresholds, bytes]:
     """thresholds.json as bytes (copied verbatim) and typed (validated by
     `idv.thresholds.Thresholds`), checked against the model's task kind and, when calibration

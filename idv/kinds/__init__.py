@@ -30,7 +30,6 @@ PARTS = {
     "benchmark": "evaluation: (cfg, manifest frame) -> benchmark result",
     "wrapper": "export: (net, run_config) -> the exported nn.Module (named inputs and outputs)",
     "decision_values": "export: ({output: array}) -> the values decisions are made on",
-    "card": "export: (thresholds, evaluation) -> the kind's model-card facts",
     "serving": "serving: the Bundle class of the kind",
 }
 
@@ -132,7 +131,6 @@ register(
             "benchmark": "idv.evaluation.benchmark:benchmark_from_config",
             "wrapper": "idv.export.wrappers:DetectionScorer.from_run_config",
             "decision_values": "idv.export.parity:primary_scores",
-            "card": "idv.export.card:detection_facts",
             "serving": "idv.serving.detection:DetectionBundle",
         },
     )
@@ -149,7 +147,6 @@ register(
             "benchmark": "idv.evaluation.benchmark_matching:benchmark_from_config",
             "wrapper": "idv.export.wrappers:EmbeddingScorer.from_run_config",
             "decision_values": "idv.export.parity:pair_similarities",
-            "card": "idv.export.card:matching_facts",
             "serving": "idv.serving.matching:MatchingBundle",
         },
     )
