@@ -417,6 +417,7 @@ def test_thresholds_json_records_point_counts_rates_and_hashes(tmp_path: Path) -
     result = run_calibration(
         scores,
         out,
+        kind="detection",
         ckpt_path=ckpt,
         task="pad",
         targets=[0.2],
@@ -460,7 +461,7 @@ def test_thresholds_json_records_point_counts_rates_and_hashes(tmp_path: Path) -
     table.loc[table["sample_id"] == "test-print-0", "score"] = 0.999
     table.to_parquet(scores, index=False)
     again = run_calibration(
-        scores, out, ckpt_path=tmp_path / "gone.ckpt", targets=[0.2], segments=[],
+        scores, out, kind="detection", ckpt_path=tmp_path / "gone.ckpt", targets=[0.2], segments=[],
         min_subjects=5, bootstrap=FAST,
     )  # fmt: skip
     assert again.inputs["scores"]["sha256"] != doc["inputs"]["scores"]["sha256"]
@@ -515,10 +516,12 @@ def test_missing_calibration_split_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError, match=r"scores\.parquet: calibration needs rows of split\(s\) \['calib'\]"
     ):
-        run_calibration(path, tmp_path, targets=[0.2], segments=[], min_subjects=5)
+        run_calibration(
+            path, tmp_path, kind="detection", targets=[0.2], segments=[], min_subjects=5
+        )
     assert not (tmp_path / "thresholds.json").exists()
     with pytest.raises(ValueError, match="nothing.parquet: detection score table not found"):
-        run_calibration(tmp_path / "nothing.parquet", tmp_path)
+        run_calibration(tmp_path / "nothing.parquet", tmp_path, kind="detection")
 
 
 def test_bad_options_are_errors() -> None:

@@ -43,7 +43,7 @@ def run_calibration(
     scores: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    kind: str = "detection",
+    kind: str,
     tables: Mapping[str, str | os.PathLike] | None = None,
     ckpt_path: str | os.PathLike | None = None,
     task: str | None = None,
