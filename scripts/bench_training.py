@@ -3,10 +3,14 @@
 (a) seconds per training step through Lightning vs a hand-written PyTorch loop doing the same
     forward / backward / optimizer step on the same in-memory batch (goal: overhead <= 10%);
 (b) one epoch with the real data loader (decode cache + augmentation, configured workers) vs
-    the same samples preloaded as tensors, both through the hand loop (goal: ratio <= 1.1).
+    the same samples preloaded as tensors, both through the hand loop (goal: ratio <= 1.1);
+(c) `memory-format`: seconds per Lightning training step of any task (its real data module)
+    with contiguous vs channels-last training (idv.tasks.callbacks.ChannelsLast), same
+    precision, side by side.
 
     .venv/bin/python scripts/bench_training.py [hydra overrides, e.g. data.num_workers=0]
-Needs the default PAD corpus (idv-synth corpora=[pad]).
+    .venv/bin/python scripts/bench_training.py memory-format task=face_match [overrides]
+Needs the task's default corpus (idv-synth corpora=[pad] / [faces]).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -26,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import idv  # noqa: F401
 from idv.cli import CONF_DIR
-from idv.data.datasets import ImageBatch
+from idv.data.datasets import Batch
+from idv.tasks.callbacks import ChannelsLast
 from idv.tasks.fit import build_task
 
 STEPS = 30
@@ -49,16 +55,16 @@ def autocast(cfg):
     )
 
 
-def hand_step(task, optimizer, batch: ImageBatch, cfg) -> None:
-    with autocast(cfg):
-        logits = task(batch.image)
-    loss = task.loss(logits.float(), batch.label.float())
+def hand_step(task, optimizer, batch: Batch, cfg) -> None:
+    with autocast(cfg), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.log.*")  # no trainer: nothing logged
+        loss = task.training_step(batch, 0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
-def hand_loop_step_times(cfg, batch: ImageBatch) -> list[float]:
+def hand_loop_step_times(cfg, batch: Batch) -> list[float]:
     L.seed_everything(0, verbose=False)
     task = build_task(cfg).train()
     optimizer = task.optimizer_factory(params=task.parameters())
@@ -73,13 +79,13 @@ def hand_loop_step_times(cfg, batch: ImageBatch) -> list[float]:
 class RepeatBatch(Dataset):
     """The same in-memory batch `count` times: no data cost on either side of (a)."""
 
-    def __init__(self, batch: ImageBatch, count: int) -> None:
+    def __init__(self, batch: Batch, count: int) -> None:
         self.batch, self.count = batch, count
 
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, i: int) -> ImageBatch:
+    def __getitem__(self, i: int) -> Batch:
         return self.batch
 
 
@@ -95,7 +101,7 @@ class StepTimer(L.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def lightning_step_times(cfg, batch: ImageBatch) -> list[float]:
+def lightning_step_times(cfg, batch: Batch) -> list[float]:
     L.seed_everything(0, verbose=False)
     task = build_task(cfg)
     timer = StepTimer()
@@ -114,6 +120,40 @@ def lightning_step_times(cfg, batch: ImageBatch) -> list[float]:
     repeated = DataLoader(RepeatBatch(batch, STEPS), batch_size=None)
     trainer.fit(task, train_dataloaders=repeated)
     return timer.times[WARMUP:]
+
+
+def fit_step_times(cfg, channels_last: bool) -> list[float]:
+    """Lightning steps on the task's real data module (the task may size itself in setup)."""
+    L.seed_everything(0, verbose=False)
+    task = build_task(cfg)
+    timer = StepTimer()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_steps=STEPS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer, *([ChannelsLast()] if channels_last else [])],
+    )
+    trainer.fit(task, datamodule=instantiate(cfg.data))
+    return timer.times[WARMUP:]
+
+
+def memory_format(overrides: list[str]) -> None:
+    cfg = load_config(overrides)
+    contiguous = statistics.median(fit_step_times(cfg, channels_last=False))
+    channels_last = statistics.median(fit_step_times(cfg, channels_last=True))
+    print(
+        f"(c) {cfg.task.name}, model {cfg.model.backbone.name}, batch {cfg.data.batch_size}, "
+        f"{cfg.augment.image_size}px, precision {cfg.trainer.precision}: s/step contiguous "
+        f"{contiguous:.4f}   channels-last {channels_last:.4f}   "
+        f"ratio {channels_last / contiguous:.2f}"
+    )
 
 
 def epoch_seconds(cfg, batches) -> float:
@@ -157,6 +197,9 @@ def main(overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["memory-format"]:
+        memory_format(sys.argv[2:])
+        sys.exit(0)
     if not Path("data/pad/default/manifest.parquet").exists() and not any(
         a.startswith(("paths.", "data.manifest")) for a in sys.argv[1:]
     ):

@@ -8,7 +8,8 @@ cd "$root"
 bash scripts/setup.sh
 export PATH="$root/.venv/bin:$PATH"
 start=$SECONDS
-dvc repro
+# dvc repro, timed stage by stage against conf/pipeline_budget.yaml (the table comes last)
+.venv/bin/python scripts/pipeline_budget.py --run
 .venv/bin/python - <<'PY'
 import json, pathlib
 for metrics in sorted(pathlib.Path("outputs").glob("*/evaluate/metrics.json")):
@@ -43,3 +44,4 @@ echo "plots:      outputs/<task>/evaluate/plots/*.png (offline view; dvc plots s
 echo "thresholds: outputs/<task>/calibrate/thresholds.json"
 echo "models:     outputs/<task>/train/checkpoints/best.ckpt"
 echo "bundles:    outputs/<task>/bundle/ (load with idv.serving.load_bundle)"
+echo "timings:    outputs/pipeline_timings.json (python scripts/pipeline_budget.py: against the budget)"

@@ -69,19 +69,42 @@ def compose(config_name: str, overrides: list[str], output_dir: Path):
     return cfg
 
 
+TASKS = sorted(p.stem for p in (Path(CONF_DIR) / "task").glob("*.yaml"))
+
+
 @pytest.fixture(scope="session")
-def tiny_pad_root(tmp_path_factory) -> Path:
-    """The tiny PAD corpus, generated once per session; tests pass paths.root_dir=<this>."""
+def tiny_root(tmp_path_factory) -> Path:
+    """The tiny corpus of every task of conf/task/, generated once per session under
+    <root>/data/<corpus>/tiny; tests pass paths.data_dir=<root>/data."""
+    import yaml
+
     from idv.cli.synth import run
 
-    root = tmp_path_factory.mktemp("pad_root")
-    run(compose("synth", ["profile=tiny", "corpora=[pad]"], root))
+    corpora = sorted({yaml.safe_load((Path(CONF_DIR) / f"task/{t}.yaml").read_text())["corpus"]
+                      for t in TASKS})  # fmt: skip
+    root = tmp_path_factory.mktemp("tiny_root")
+    run(compose("synth", ["profile=tiny", f"corpora=[{','.join(corpora)}]"], root))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pad_root(tiny_root: Path) -> Path:
+    return tiny_root
+
+
+@pytest.fixture(scope="session")
+def tiny_faces_root(tiny_root: Path) -> Path:
+    return tiny_root
 
 
 def train_overrides(root: Path, *extra: str) -> list[str]:
     """The `debug=fast` PAD run on the session's tiny corpus."""
-    return ["debug=fast", f"paths.data_dir={root}/data", "callbacks.rich_progress_bar=null", *extra]
+    return [
+        "debug=fast",
+        f"paths.data_dir={root}/data",
+        "callbacks.progress.interactive=false",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from conftest import compose
 
-from idv.calibration.detection import RULE
+from idv.calibration.detection import RULE, calibrate_detection
 from idv.calibration.score_calibration import apply_score_calibration, fit_score_calibration
-from idv.calibration.thresholds import calibrate, calibrate_detection, run_calibration
+from idv.calibration.thresholds import calibrate, run_calibration
 from idv.metrics.bootstrap import bootstrap_rate
 from idv.metrics.calibration_quality import expected_calibration_error
 from idv.metrics.detection import threshold_at_worst_apcer

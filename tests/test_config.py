@@ -92,8 +92,9 @@ def test_loggers_and_callbacks_instantiate(option: str, tmp_path: Path) -> None:
     assert {type(c).__name__ for c in callbacks} >= {
         "ModelCheckpoint",
         "EarlyStopping",
-        "RichProgressBar",
+        "EpochLines",  # pytest's stdout is no terminal: a line per epoch, not Rich's bar
         "LearningRateMonitor",
+        "ChannelsLast",
     }
 
 
@@ -135,9 +136,12 @@ TOP_LEVEL = {  # entry point -> the mandatory values a user passes on the comman
     "export": ["ckpt_path=x.ckpt", "thresholds=t.json", "bundle_dir=b"],
     "import_faces": ["src=photos"],
 }
+NOT_ENTRY_POINTS = {"pipeline_budget"}  # plain YAML read by scripts/pipeline_budget.py
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in Path(CONF_DIR).glob("*.yaml")))
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in Path(CONF_DIR).glob("*.yaml") if p.stem not in NOT_ENTRY_POINTS)
+)
 def test_every_top_level_config_composes_and_resolves(name: str, tmp_path: Path) -> None:
     assert name in TOP_LEVEL, f"conf/{name}.yaml has no entry in TOP_LEVEL"
     cfg = compose(name, TOP_LEVEL[name], tmp_path)

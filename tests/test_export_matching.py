@@ -47,7 +47,7 @@ def matching(tmp_path_factory):
         "task=face_match",
         "debug=fast",
         f"data.manifest={corpus / 'manifest.parquet'}",
-        "task.sampler.identities_per_batch=4",
+        "task.sampler.per_identity=2",
         "augment.image_size=32",
         f"model.embedding_dim={DIM}",
     ]

@@ -110,15 +110,6 @@ def test_portrait_is_a_degraded_capture_of_the_same_face() -> None:
     assert detail[0] < detail[1]
 
 
-@pytest.fixture(scope="session")
-def tiny_faces_root(tmp_path_factory) -> Path:
-    from idv.cli.synth import run
-
-    root = tmp_path_factory.mktemp("faces_root")
-    run(compose("synth", ["profile=tiny", "corpora=[faces]"], root))
-    return root
-
-
 def test_face_corpus_is_aligned_with_portraits(tiny_faces_root: Path) -> None:
     from idv.data.align import ARCFACE_TEMPLATE_112
 
@@ -137,8 +128,8 @@ def _face_overrides(root: Path, *extra: str) -> list[str]:
         "task=face_match",
         "debug=fast",
         f"paths.data_dir={root}/data",
-        "callbacks.rich_progress_bar=null",
-        "task.sampler.identities_per_batch=4",
+        "callbacks.progress.interactive=false",
+        "task.sampler.per_identity=2",
         "model.embedding_dim=64",
         *extra,
     ]

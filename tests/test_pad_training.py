@@ -172,6 +172,7 @@ def test_multirun_from_the_command_line(tiny_pad_root, tmp_path) -> None:
             *train_overrides(tiny_pad_root, "trainer.max_epochs=1"),
             "model.backbone.name=resnet10t,mobilenetv3_small_100",
             "data.batch_size=4",
+            "logger=wandb",  # offline; where Lightning's INFO lines used to print twice
             f"hydra.sweep.dir={tmp_path}/multirun",
         ],
         capture_output=True,
@@ -181,6 +182,12 @@ def test_multirun_from_the_command_line(tiny_pad_root, tmp_path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     runs = sorted((tmp_path / "multirun").glob("*/checkpoints/best.ckpt"))
     assert len(runs) == 2
+    # Every Lightning INFO line once (Hydra's handler), none again from Lightning's own; and
+    # not interactive, so one progress line per epoch instead of a bar.
+    printed = out.stdout + out.stderr
+    assert printed.count("GPU available: False") == 2, printed[-3000:]
+    assert "INFO: " not in out.stderr
+    assert printed.count("[idv.tasks.progress][INFO] - epoch 1/1  train/loss") == 2
 
 
 def test_evaluate_any_score_table_with_failures_to_acquire(fast_run, tiny_pad_root, tmp_path):

@@ -21,16 +21,15 @@ from typing import Any
 
 from idv import kinds
 from idv.atomic import write_text
-from idv.calibration.detection import calibrate_detection
-from idv.calibration.matching import calibrate_matching
 from idv.calibration.reporting import markdown_summary
 from idv.hashing import sha256_file
+from idv.progress import step
 from idv.score_tables import read_table
 from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["calibrate", "calibrate_detection", "calibrate_matching", "run_calibration"]
+__all__ = ["calibrate", "run_calibration"]
 
 AUTO = "auto"  # a role's table is idv-evaluate's <role>.parquet beside the primary one
 
@@ -64,7 +63,9 @@ def run_calibration(
     inputs.update({role: _hashed(path) for role, path in paths.items()})
     inputs["checkpoint"] = None
     primary = read.pop("scores")
-    result = spec.calibrate(primary, **read, **options)
+    with step(log, f"calibrated {kind} thresholds") as note:
+        result = spec.calibrate(primary, **read, **options)
+        note["detail"] = ", ".join(result.metrics)
     if ckpt_path is not None:
         ckpt = Path(ckpt_path)
         if ckpt.is_file():

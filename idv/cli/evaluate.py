@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, one_console
 
 
 def run(cfg: DictConfig):
@@ -22,6 +22,7 @@ def run(cfg: DictConfig):
     if cfg.get("ckpt_path"):
         from idv.tasks.scoring import score_checkpoint
 
+        one_console()
         tables = score_checkpoint(cfg)
     return evaluate(cfg, tables)
 

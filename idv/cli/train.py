@@ -6,13 +6,14 @@ import hydra
 from omegaconf import DictConfig
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, one_console
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from idv.tasks.fit import fit
 
+    one_console()
     result = fit(cfg)
     print(f"best checkpoint: {result.best_checkpoint}")
     # The value a Hydra sweeper would optimise: the task's monitored validation metric.

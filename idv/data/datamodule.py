@@ -193,12 +193,12 @@ def datamodule_config(data: Mapping[str, Any]) -> dict[str, Any]:
     equivalent `dataset` / `sampler` nodes."""
     data = dict(data)
     balanced = bool(data.pop("balanced_sampling", False))
-    identities = data.pop("identities_per_batch", None)
+    identities = data.pop("identities_per_batch", None)  # P; the sampler now takes K
     data.setdefault("dataset", {"_target_": "idv.data.datasets.ImageDataset", "_partial_": True})
     if "sampler" not in data:
         data["sampler"] = (
             {"_target_": "idv.data.samplers.identity_balanced", "_partial_": True,
-             "identities_per_batch": int(identities)}
+             "per_identity": int(data["batch_size"]) // int(identities)}
             if identities
             else {"_target_": "idv.data.samplers.shuffled", "_partial_": True, "balanced": balanced}
         )  # fmt: skip

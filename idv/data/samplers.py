@@ -103,14 +103,14 @@ def shuffled(
 
 
 def identity_balanced(
-    labels: np.ndarray, batch_size: int, seed: int, identities_per_batch: int
+    labels: np.ndarray, batch_size: int, seed: int, per_identity: int
 ) -> IdentityBalancedSampler:
-    """P x K batches (`identities_per_batch` = P, K = batch_size / P), for face matching."""
-    if batch_size % identities_per_batch:
+    """P x K batches for face matching: K = `per_identity` samples of each of P = batch_size / K
+    identities. K is what the metric-learning batch needs (positives per identity); P follows
+    the batch size, so any batch size that K divides works (debug=fast's 8 as the default 64)."""
+    if per_identity < 1 or batch_size % per_identity:
         raise ValueError(
-            f"batch_size {batch_size} is not a multiple of identities_per_batch "
-            f"{identities_per_batch} (P x K batches)"
+            f"batch_size {batch_size} is not a multiple of per_identity {per_identity} "
+            "(P x K batches: K samples of each of P identities)"
         )
-    return IdentityBalancedSampler(
-        labels, identities_per_batch, batch_size // identities_per_batch, seed
-    )
+    return IdentityBalancedSampler(labels, batch_size // per_identity, per_identity, seed)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from idv import kinds
 from idv.atomic import write_parquet
+from idv.progress import step
 from idv.score_tables import read_table
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,11 @@ def evaluate(cfg: DictConfig, tables: Mapping[str, pd.DataFrame] | None = None) 
     kind = kinds.of_task(cfg.task)
     tables = dict(tables) if tables is not None else read_tables(cfg, kind)
     out = Path(cfg.paths.output_dir)
-    metrics = kind.evaluate(cfg, tables, out)
-    for role, table in tables.items():
-        write_parquet(table, out / TABLES / f"{role}.parquet")
+    with step(log, f"judged {cfg.split}") as note:
+        metrics = kind.evaluate(cfg, tables, out)
+        note["detail"] = f"{len(metrics)} metrics"
+    with step(log, "wrote the score tables"):
+        for role, table in tables.items():
+            write_parquet(table, out / TABLES / f"{role}.parquet")
     log.info("wrote tables/, metrics.json, segments.csv, report.md, plots/ in %s", out)
     return Evaluation(metrics, tables, out)

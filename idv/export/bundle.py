@@ -31,6 +31,7 @@ from idv.export.preprocess import input_spec, preprocess_spec
 from idv.export.wrappers import augment_of, build_wrapper
 from idv.hashing import sha256_file
 from idv.models.checkpoint import net_from_checkpoint
+from idv.progress import step
 from idv.serving.bundle import verify_bundle, write_checksums
 from idv.serving.preprocess import prepare_inputs
 from idv.thresholds import Thresholds
@@ -157,9 +158,11 @@ def export_bundle(
     tmp.mkdir()
     try:
         exported = export_formats(wrapper, example, tmp, formats)
-        report = check_parity(
-            wrapper, net, exported, samples, spec, augment, thresholds_data, options
-        )
+        with step(log, "parity gate") as note:
+            report = check_parity(
+                wrapper, net, exported, samples, spec, augment, thresholds_data, options
+            )
+            note["detail"] = f"{report['samples']} held-out samples, every format and output"
         formats_info = {
             k: {
                 "file": v.path.name,

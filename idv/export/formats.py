@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from idv.progress import step
+
 log = logging.getLogger(__name__)
 
 # Format -> (file in the bundle, idv.serving backend that runs it).
@@ -176,4 +178,8 @@ def export_formats(
         raise ValueError("the example batch needs at least 2 items (a batch of 1 specialises)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return {name: EXPORTERS[name](wrapper, example, out) for name in dict.fromkeys(formats)}
+    exported = {}
+    for name in dict.fromkeys(formats):
+        with step(log, f"exported {name}"):
+            exported[name] = EXPORTERS[name](wrapper, example, out)
+    return exported

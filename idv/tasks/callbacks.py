@@ -19,3 +19,20 @@ class SeedEachEpoch(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch)
+
+
+class ChannelsLast(L.Callback):
+    """Train in channels-last memory format: the weights at fit start, every 4-D input of a
+    training batch as it arrives. On CPU with bf16 autocast it makes a ResNet step about 20%
+    faster (scripts/bench_training.py memory-format). Values are unchanged: a state dict does
+    not record a memory format, so checkpoints, scoring and exports are as before."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
+        for name, value in batch.inputs.items():
+            if value.dim() == 4:
+                batch.inputs[name] = value.contiguous(memory_format=torch.channels_last)

@@ -57,7 +57,7 @@ def build_task(cfg: DictConfig) -> L.LightningModule:
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
-    # A group entry set to null (callbacks.rich_progress_bar=null) is switched off.
+    # A group entry set to null (callbacks.early_stopping=null) is switched off.
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if not loggers:  # logger=none: a learning-rate monitor would have nowhere to write

@@ -29,6 +29,7 @@ from idv import kinds
 from idv.data.comparisons import PROBE_COLUMNS, comparison_pairs, search_protocol
 from idv.data.manifest import DEMOGRAPHIC_COLUMNS, SEGMENT_COLUMNS
 from idv.models.checkpoint import net_from_checkpoint
+from idv.progress import step
 from idv.score_tables import (
     DETECTION_COLUMNS,
     validate_comparison_table,
@@ -104,8 +105,15 @@ def score_checkpoint(cfg: DictConfig) -> dict[str, pd.DataFrame]:
     datamodule.setup("validate")
     trainer = scoring_trainer(cfg.trainer)
     splits = list(dict.fromkeys(["val", *cfg.score_splits, cfg.split]))
-    predictions = {s: predict(trainer, module, datamodule, s) for s in splits}
-    return kinds.of_task(cfg.task).score(cfg, predictions)
+    predictions = {}
+    for split in splits:
+        with step(log, f"scored split {split}") as note:
+            predictions[split] = predict(trainer, module, datamodule, split)
+            note["detail"] = f"{len(predictions[split].sample_ids)} items"
+    with step(log, "built the score tables") as note:
+        tables = kinds.of_task(cfg.task).score(cfg, predictions)
+        note["detail"] = ", ".join(f"{role} {len(t)} rows" for role, t in tables.items())
+    return tables
 
 
 # ------------------------------------------------------------------------------- detection
