@@ -120,6 +120,8 @@ def test_parity_passes_for_both_formats_at_batch_1_and_larger(bundle) -> None:
     assert parity["preprocess"]["max_abs_diff"] <= 1e-6
     assert parity["eager_vs_evaluation"]["max_abs_diff"]["score"] <= TOL
     assert parity["formats"]["onnx"]["method"] == "torch.onnx.export(dynamo=True)"
+    # The wrapper scripts (no silent fall-back to tracing, which fixes control flow)
+    assert parity["formats"]["torchscript"]["method"] == "torch.jit.script + freeze"
     assert (bundle["dir"] / "model.ts").is_file() and (bundle["dir"] / "model.onnx").is_file()
 
 

@@ -146,6 +146,7 @@ def test_parity_passes_on_embeddings_and_pair_decisions(matching) -> None:
     assert parity["passed"] and parity["failures"] == []
     assert parity["outputs"] == {"embedding": [DIM]} and parity["samples"] >= 16
     assert set(parity["formats"]) == {"torchscript", "onnx"}
+    assert parity["formats"]["torchscript"]["method"] == "torch.jit.script + freeze"
     for item in parity["formats"].values():
         assert item["max_abs_diff"] <= TOL and item["decision_disagreements"] == 0
         for b in parity["batch_sizes"]:

@@ -27,9 +27,8 @@ class ServingWrapper(nn.Module):
     """The shared part: the network behind albumentations' Normalize of raw 0-255 RGB (done
     inside the exported model), `head` (raw outputs -> the task's outputs, the module
     `predict_step` uses), and the signature (`input_names`, `output_names`, `primary`,
-    `meanings`: what each output holds, for preprocess.json and the model card)."""
-
-    head: nn.Module
+    `meanings`: what each output holds, for preprocess.json and the model card). Subclasses
+    set `self.head` (no class-level annotation: TorchScript cannot script an `nn.Module` one)."""
 
     input_names: list[str] = ["image"]
     meanings: dict[str, str] = {}
