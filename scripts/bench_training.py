@@ -101,29 +101,9 @@ class StepTimer(L.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def lightning_step_times(cfg, batch: Batch) -> list[float]:
-    L.seed_everything(0, verbose=False)
-    task = build_task(cfg)
-    timer = StepTimer()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=cfg.trainer.precision,
-        max_steps=STEPS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[timer],
-    )
-    repeated = DataLoader(RepeatBatch(batch, STEPS), batch_size=None)
-    trainer.fit(task, train_dataloaders=repeated)
-    return timer.times[WARMUP:]
-
-
-def fit_step_times(cfg, channels_last: bool) -> list[float]:
-    """Lightning steps on the task's real data module (the task may size itself in setup)."""
+def timed_fit(cfg, callbacks=(), **data) -> list[float]:
+    """Seconds per Lightning training step (`STEPS`, warm-up dropped); `data`: what
+    `Trainer.fit` trains on (train_dataloaders= or datamodule=)."""
     L.seed_everything(0, verbose=False)
     task = build_task(cfg)
     timer = StepTimer()
@@ -138,10 +118,20 @@ def fit_step_times(cfg, channels_last: bool) -> list[float]:
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        callbacks=[timer, *([ChannelsLast()] if channels_last else [])],
+        callbacks=[timer, *callbacks],
     )
-    trainer.fit(task, datamodule=instantiate(cfg.data))
+    trainer.fit(task, **data)
     return timer.times[WARMUP:]
+
+
+def lightning_step_times(cfg, batch: Batch) -> list[float]:
+    return timed_fit(cfg, train_dataloaders=DataLoader(RepeatBatch(batch, STEPS), batch_size=None))
+
+
+def fit_step_times(cfg, channels_last: bool) -> list[float]:
+    """Lightning steps on the task's real data module (the task may size itself in setup)."""
+    callbacks = [ChannelsLast()] if channels_last else []
+    return timed_fit(cfg, callbacks, datamodule=instantiate(cfg.data))
 
 
 def memory_format(overrides: list[str]) -> None:
