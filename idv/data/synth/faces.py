@@ -17,6 +17,16 @@ corners) are anchors of the face model: with zero nuisance they are exactly the 
 the identity's proportions (eye spacing or mouth width relative to face width, eye height
 relative to forehead and chin, nose length and width, lip thickness...) are expressed around
 them. They go through the same transform as the drawing, so they lie on the drawn features.
+
+Dense geometry. Every render also returns :class:`FaceGeometry`: the face outline, both eye
+contours (with their openness), and the outer and inner lip contours, in output pixels, as
+drawn (for blink cues, a face-hull mask, eye and mouth regions). Computing it draws nothing
+from the generator, so stills are byte-identical with or without it.
+
+Clips. A :class:`FaceState` given to :func:`render_face` fixes one frame's pose, expression,
+eyelid closure (a blink), skin-colour gain (a pulse), background and lighting instead of
+drawing them: a clip is a smooth sequence of states of one identity. Without one, a still is
+drawn exactly as before.
 """
 
 from __future__ import annotations
@@ -270,12 +280,81 @@ class Nuisance:
 
 
 @dataclass(frozen=True)
+class FaceGeometry:
+    """Dense contours of one render, float32 (x, y) output pixels, as drawn.
+
+    `face_outline` (34, 2): the closed face outline (jaw, cheeks, forehead). `left_eye` /
+    `right_eye` (28, 2): closed eye contours, the upper lid from one corner to the other,
+    then the lower lid back ('left' = smaller x, as the landmarks). `outer_lips` /
+    `inner_lips` (30, 2): the lips' outline and the parting line, each from the left mouth
+    corner along the upper edge to the right corner (index 14), then along the lower edge
+    back (the halves of `inner_lips` meet when the mouth is closed). `eye_openness` (2,):
+    each eye's opening over its width (0 = closed), the eye aspect ratio blinks show in.
+    """
+
+    face_outline: np.ndarray
+    left_eye: np.ndarray
+    right_eye: np.ndarray
+    outer_lips: np.ndarray
+    inner_lips: np.ndarray
+    eye_openness: np.ndarray
+
+    def contours(self) -> dict[str, np.ndarray]:
+        return {
+            name: getattr(self, name)
+            for name in ("face_outline", "left_eye", "right_eye", "outer_lips", "inner_lips")
+        }
+
+
+@dataclass(frozen=True)
 class FaceRender:
-    """A rendered image with its landmarks as drawn and the JPEG quality it went through."""
+    """A rendered image with its landmarks and dense geometry as drawn, and the JPEG quality
+    it went through."""
 
     image: np.ndarray  # (size, size, 3) uint8 RGB
     landmarks: np.ndarray  # (5, 2) float32 (x, y) pixels, LANDMARK_NAMES order
     jpeg_quality: int
+    geometry: FaceGeometry
+
+
+@dataclass(frozen=True)
+class FaceState:
+    """One frame of a clip: what `render_face` would otherwise draw for a still.
+
+    Pose (`yaw_deg`, `roll_deg`, `scale`, `shift_px` at size 112), expression (`smile`,
+    `mouth_open`, `brow_raise`, `eye_open` in [-1.5, 1.5], as a still's draws), `blink` (0 =
+    lids at rest .. 1 = closed), `skin_gain` (RGB multipliers of the skin colour: a pulse),
+    the background (`background_seed`: the same seed draws the same background), lighting
+    (`light` gradient strength, `light_angle` radians, exposure `gain`, RGB `tint`) and the
+    camera (`blur_sigma` px at 112; `noise_sigma`, `jpeg_quality`: None draws them from the
+    frame's generator, as for a still)."""
+
+    yaw_deg: float = 0.0
+    roll_deg: float = 0.0
+    scale: float = 1.0
+    shift_px: tuple[float, float] = (0.0, 0.0)
+    smile: float = 0.0
+    mouth_open: float = 0.0
+    brow_raise: float = 0.0
+    eye_open: float = 0.0
+    blink: float = 0.0
+    skin_gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    background_seed: int = 0
+    light: float = 0.0
+    light_angle: float = 0.0
+    gain: float = 1.0
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    blur_sigma: float = 0.0
+    noise_sigma: float | None = None
+    jpeg_quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.blink <= 1.0:
+            raise ValueError(f"FaceState.blink must lie in [0, 1], got {self.blink}")
+        if abs(self.yaw_deg) >= 60:
+            raise ValueError(f"FaceState.yaw_deg must be < 60 (frontal model), got {self.yaw_deg}")
+        if self.scale <= 0:
+            raise ValueError(f"FaceState.scale must be > 0, got {self.scale}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -531,8 +610,11 @@ def render_face(
     rng: np.random.Generator,
     size: int = 112,
     nuisance: Nuisance | None = None,
+    state: FaceState | None = None,
 ) -> FaceRender:
-    """Render one ``size`` x ``size`` RGB image of ``identity`` with nuisance drawn from ``rng``."""
+    """Render one ``size`` x ``size`` RGB image of ``identity`` with nuisance drawn from ``rng``
+    (a still), or posed as ``state`` says (a frame of a clip; ``nuisance`` then only sets the
+    background's amount and the ranges of what ``state`` leaves to ``rng``)."""
     if not isinstance(identity, Identity):
         raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
     if not isinstance(rng, np.random.Generator):
@@ -554,19 +636,28 @@ def render_face(
     p = identity.params.astype(np.float64)
 
     # ---- per-image draws (fixed order) -----------------------------------------------
-    yaw = math.radians(rng.uniform(-1.0, 1.0) * nz.yaw_deg)
-    roll = math.radians(rng.uniform(-1.0, 1.0) * nz.roll_deg)
-    scale = rng.uniform(*nz.scale)
-    shift = rng.uniform(-1.0, 1.0, 2) * nz.shift_px
-    smile, mouth_open, brow_raise, eye_open = rng.uniform(-1.0, 1.0, 4) * nz.expression
+    if state is None:
+        yaw = math.radians(rng.uniform(-1.0, 1.0) * nz.yaw_deg)
+        roll = math.radians(rng.uniform(-1.0, 1.0) * nz.roll_deg)
+        scale = rng.uniform(*nz.scale)
+        shift = rng.uniform(-1.0, 1.0, 2) * nz.shift_px
+        smile, mouth_open, brow_raise, eye_open = rng.uniform(-1.0, 1.0, 4) * nz.expression
+    else:
+        yaw, roll = math.radians(state.yaw_deg), math.radians(state.roll_deg)
+        scale, shift = state.scale, np.asarray(state.shift_px, dtype=np.float64)
+        smile, mouth_open = state.smile, state.mouth_open
+        brow_raise, eye_open = state.brow_raise, state.eye_open
     mouth_open = max(0.0, mouth_open)
     geom = _Geom(size, yaw, roll, scale, shift)
 
     n = size * _SS
     canvas = np.empty((n, n, 3), dtype=np.uint8)
-    _draw_background(canvas, rng, nz.background)
+    background_rng = rng if state is None else np.random.default_rng(state.background_seed)
+    _draw_background(canvas, background_rng, nz.background)
 
     skin = p[_P["skin_r"] : _P["skin_b"] + 1]
+    if state is not None:
+        skin = skin * np.asarray(state.skin_gain, dtype=np.float64)
     hair = p[_P["hair_r"] : _P["hair_b"] + 1]
     brow_c = p[_P["brow_r"] : _P["brow_b"] + 1]
     lip_c = p[_P["lip_r"] : _P["lip_b"] + 1]
@@ -696,16 +787,20 @@ def render_face(
     iris_r = p[_P["iris_radius"]]
     pupil_r = 0.42 * iris_r
     opening = max(p[_P["eye_opening"]] * (1.0 + 0.22 * eye_open), pupil_r + 0.6)
+    if state is not None and state.blink > 0:  # the lids close onto the eye line
+        opening *= 1.0 - state.blink
     xs = np.linspace(-1.0, 1.0, 15)
     upper = -opening * np.power(1.0 - xs**2, 0.75)
     lower = 0.72 * opening * np.power(1.0 - xs**2, 0.9)
+    eye_contours = []
     for side, eye in ((-1.0, _EYE_L), (1.0, _EYE_R)):
         tilt = -side * p[_P["eye_tilt_deg"]]  # outer corner up
         ex = eye[0] + ew * xs
         up = _rotate(np.stack([ex, eye[1] + upper], 1), eye, tilt)
         lo = _rotate(np.stack([ex, eye[1] + lower], 1), eye, tilt)
         almond = np.concatenate([up, lo[::-1][1:-1]])
-        _fill(canvas, geom.canvas(almond, _Z_EYE), (236, 232, 226))
+        eye_contours.append(geom.canvas(almond, _Z_EYE))
+        _fill(canvas, eye_contours[-1], (236, 232, 226))
         _fill(canvas, geom.canvas(_ellipse(eye[0], eye[1], iris_r, iris_r), _Z_EYE), iris_c)
         _fill(canvas, geom.canvas(_ellipse(eye[0], eye[1], pupil_r, pupil_r), _Z_EYE), (14, 12, 12))
         # Lids: skin over whatever of the iris lies outside the opening.
@@ -823,24 +918,35 @@ def render_face(
     soft = cv2.GaussianBlur(mask, (0, 0), sigmaX=3.0 * size / 112.0)
     shade = 1.0 - 0.3 * mask * (1.0 - soft)
 
-    light = rng.uniform(0.0, nz.lighting)
-    phi = rng.uniform(0.0, 2.0 * math.pi)
-    gain = 1.0 + nz.lighting * 0.4 * rng.uniform(-1.0, 1.0)
-    tint = 1.0 + nz.lighting * 0.15 * rng.uniform(-1.0, 1.0, 3)
+    if state is None:
+        light = rng.uniform(0.0, nz.lighting)
+        phi = rng.uniform(0.0, 2.0 * math.pi)
+        gain = 1.0 + nz.lighting * 0.4 * rng.uniform(-1.0, 1.0)
+        tint = 1.0 + nz.lighting * 0.15 * rng.uniform(-1.0, 1.0, 3)
+    else:
+        light, phi, gain = state.light, state.light_angle, state.gain
+        tint = np.asarray(state.tint, dtype=np.float64)
     lin = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     field = 1.0 + light * (math.cos(phi) * lin[None, :] + math.sin(phi) * lin[:, None])
     img *= (shade * field * gain)[..., None]
     img *= tint.astype(np.float32)
 
-    sigma = rng.uniform(*nz.blur_sigma) * size / 112.0
+    blur = rng.uniform(*nz.blur_sigma) if state is None else state.blur_sigma
+    sigma = blur * size / 112.0
     if sigma > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma)
-    noise_sigma = rng.uniform(*nz.noise_sigma)
+    if state is None or state.noise_sigma is None:
+        noise_sigma = rng.uniform(*nz.noise_sigma)
+    else:
+        noise_sigma = state.noise_sigma
     noise = rng.standard_normal((size, size, 3), dtype=np.float32)
     if noise_sigma > 0:
         img += noise * np.float32(noise_sigma)
     out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    quality = int(rng.integers(nz.jpeg_quality[0], nz.jpeg_quality[1] + 1))
+    if state is None or state.jpeg_quality is None:
+        quality = int(rng.integers(nz.jpeg_quality[0], nz.jpeg_quality[1] + 1))
+    else:
+        quality = int(state.jpeg_quality)
     ok, buf = cv2.imencode(
         ".jpg", np.ascontiguousarray(out[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
     )
@@ -851,4 +957,19 @@ def render_face(
     lm_t = np.stack([_EYE_L, _EYE_R, _NOSE, ml, mr])
     z = np.array([_Z_EYE, _Z_EYE, _Z_NOSE, _Z_MOUTH, _Z_MOUTH])
     landmarks = geom.to_output(geom.canvas(lm_t, z)).astype(np.float32)
-    return FaceRender(image=out, landmarks=landmarks, jpeg_quality=quality)
+
+    def output(canvas_pts: np.ndarray) -> np.ndarray:
+        return geom.to_output(canvas_pts).astype(np.float32)
+
+    inner_lips = np.concatenate([np.stack([mx, top_part], 1), np.stack([mx, bot_part], 1)[::-1]])
+    outer_lips = np.concatenate([np.stack([mx, up_edge], 1), np.stack([mx, lo_edge], 1)[::-1]])
+    height = 1.72 * opening  # upper lid above, 0.72 x below the eye line, at the centre
+    geometry = FaceGeometry(
+        face_outline=output(face_pts[::2]),
+        left_eye=output(eye_contours[0]),
+        right_eye=output(eye_contours[1]),
+        outer_lips=output(geom.canvas(outer_lips, _Z_MOUTH)),
+        inner_lips=output(geom.canvas(inner_lips, _Z_MOUTH)),
+        eye_openness=np.full(2, height / (2.0 * ew), dtype=np.float32),
+    )
+    return FaceRender(image=out, landmarks=landmarks, jpeg_quality=quality, geometry=geometry)

@@ -66,7 +66,8 @@ def earlier_capture(identity: Identity, rng: np.random.Generator, drift: float) 
 def render_portrait(
     identity: Identity, rng: np.random.Generator, size: int, style: PortraitStyle
 ) -> FaceRender:
-    """One recaptured document portrait of `identity`; landmarks as drawn (no geometry added)."""
+    """One recaptured document portrait of `identity`; landmarks and geometry as drawn (the
+    recapture resamples the image in place)."""
     younger = earlier_capture(identity, rng, style.drift)
     face = render_face(younger, rng, size=size, nuisance=PORTRAIT_NUISANCE)
     small = int(rng.integers(style.resolution[0], style.resolution[1] + 1))
@@ -77,4 +78,9 @@ def render_portrait(
     mean = image.mean(axis=(0, 1), keepdims=True)
     image = np.clip(mean + contrast * (image - mean), 0, 255).astype(np.uint8)
     image = print_attack(image, strength, rng)
-    return FaceRender(image=image, landmarks=face.landmarks, jpeg_quality=face.jpeg_quality)
+    return FaceRender(
+        image=image,
+        landmarks=face.landmarks,
+        jpeg_quality=face.jpeg_quality,
+        geometry=face.geometry,
+    )
