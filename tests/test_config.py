@@ -135,6 +135,7 @@ TOP_LEVEL = {  # entry point -> the mandatory values a user passes on the comman
     "benchmark": ["manifest=m.parquet"],
     "export": ["ckpt_path=x.ckpt", "thresholds=t.json", "bundle_dir=b"],
     "import_faces": ["src=photos"],
+    "import_clips": ["src=videos"],
 }
 NOT_ENTRY_POINTS = {"pipeline_budget"}  # plain YAML read by scripts/pipeline_budget.py
 

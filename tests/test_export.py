@@ -465,7 +465,7 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     import idv.export.parity as parity
 
     files = bundle["files"][:10]
-    samples = pd.DataFrame({"file": files, "split": "test"})
+    held = parity.HeldOut.of_images(files, augment_of(bundle["run_config"]))
     spec = json.loads((bundle["dir"] / "preprocess.json").read_text())
     wrapper = build_wrapper(bundle["net"], bundle["run_config"])
     with torch.inference_mode():
@@ -492,8 +492,7 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     monkeypatch.setattr(parity, "load_backend", fake_backend)
     item = formats.Exported("onnx", bundle["dir"] / "model.onnx", ("model.onnx",), "fake")
     options = ParityOptions(min_samples=10, batch_size=len(files))
-    augment = augment_of(bundle["run_config"])
-    args = (wrapper, bundle["net"], {"onnx": item}, samples, spec, augment, thresholds, options)
+    args = (wrapper, bundle["net"], {"onnx": item}, held, spec, thresholds, options)
     report = parity.check_parity(*args)
     assert report["near_threshold_samples"] >= 1
     assert report["formats"]["onnx"]["near_threshold_disagreements"] == 1
@@ -502,7 +501,7 @@ def test_decisions_may_differ_only_within_the_tolerance_of_a_threshold(bundle, m
     shift[0] = 0.0
     glob.update(review_at_or_above=0.0, threshold=float(eager[1]) + 0.05)
     shift[1] = 0.1  # far across the threshold (and over the tolerance)
-    args = (*args[:6], Thresholds.from_dict(data), options)
+    args = (*args[:5], Thresholds.from_dict(data), options)
     with pytest.raises(ParityError, match=r"onnx: 1 decision\(s\) differ") as err:
         parity.check_parity(*args)
     assert "max |score diff| 0.1 > tolerance" in str(err.value)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 GENERATORS = {
     "faces": "idv.data.synth.face_corpus:generate_face_corpus",
     "pad": "idv.data.synth.pad_corpus:generate_pad_corpus",
+    "clips": "idv.data.synth.clip_corpus:generate_clip_corpus",
 }
 
 

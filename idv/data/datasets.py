@@ -158,6 +158,11 @@ class ManifestDataset(Dataset):
         """Item i's Sample from its raw data, the transform applied."""
         raise NotImplementedError
 
+    def serving_inputs(self, i: int) -> dict[str, Any]:
+        """What a bundle is given for item i, per input name (files, not tensors): the export's
+        parity gate feeds it through serving's preprocessing and compares with `self[i]`."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------- shared
 
     def cache_decoded(self) -> None:
@@ -246,6 +251,12 @@ class ImageDataset(ManifestDataset):
             return image, np.zeros(image.shape[:2], np.uint8)
         return image, (read_image(self.root / str(rel))[..., 0] > 0).astype(np.uint8)
 
+    def serving_inputs(self, i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"image": str(self.root / self.paths[i])}
+        if self.metadata:
+            out["metadata"] = self.metadata_values[i]
+        return out
+
     def to_sample(self, raw: tuple[np.ndarray, np.ndarray | None], i: int) -> Sample:
         image, mask = raw
         if mask is None:
@@ -266,7 +277,11 @@ class ClipDataset(ManifestDataset):
     (sample_id = session_id, its first frame's other columns); `frames` of them are taken evenly
     spaced over the session (all of them when it has fewer: a clip is then padded by repeating
     its last frame) and augmented with one draw: albumentations' additional targets keep crop,
-    flip and colour identical across frames. Input `frames`: (T, 3, H, W)."""
+    flip and colour identical across frames. Input `frames`: (T, 3, H, W).
+
+    `challenges`: the active-liveness prompts in index order; the session's `challenge` column
+    becomes the input `challenge` (an int64 index). `targets`: manifest columns that are
+    per-session training targets (float32 scalars, e.g. `challenge_failed`)."""
 
     required_columns = ("path", "session_id", "frame_index")
     input_names = ("frames",)
@@ -280,12 +295,37 @@ class ClipDataset(ManifestDataset):
         species: Sequence[str],
         *,
         frames: int = 8,
+        challenges: Sequence[str] = (),
+        targets: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         if frames < 1:
             raise ValueError(f"ClipDataset needs frames >= 1, got {frames}")
         self.frames = int(frames)
+        self.challenges = list(challenges)
+        self.column_targets = list(targets)
+        needed = (["challenge"] if self.challenges else []) + self.column_targets
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(f"ClipDataset: manifest column(s) {missing} missing ({list(frame)})")
+        self.input_names = ("frames", "challenge") if self.challenges else ("frames",)
+        self.target_names = tuple(self.column_targets)
         super().__init__(frame, root, augment, stage, species, **kwargs)
+        if self.challenges:
+            index = {name: k for k, name in enumerate(self.challenges)}
+            asked = self.items["challenge"].astype(str)
+            unknown = sorted(set(asked) - set(index))
+            if unknown:
+                bad = self.sample_ids[int(np.flatnonzero(asked.isin(unknown))[0])]
+                raise ValueError(
+                    f"session {bad!r}: challenge(s) {unknown} not in the task's {self.challenges}"
+                )
+            self.challenge_index = asked.map(index).to_numpy(dtype=np.int64)
+        values = self.items[self.column_targets].to_numpy(dtype=np.float32)
+        if not np.isfinite(values).all():
+            bad = self.sample_ids[int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])]
+            raise ValueError(f"session {bad!r}: target(s) {self.column_targets} not finite")
+        self.target_values = values
         per_session = frame.sort_values(["session_id", "frame_index"], kind="stable").groupby(
             "session_id", sort=True
         )
@@ -321,11 +361,24 @@ class ClipDataset(ManifestDataset):
     def read(self, i: int) -> list[np.ndarray]:
         return [read_image(self.root / p) for p in self.frame_paths[i]]
 
+    def serving_inputs(self, i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"frames": [str(self.root / p) for p in self.frame_paths[i]]}
+        if self.challenges:
+            out["challenge"] = self.challenges[int(self.challenge_index[i])]
+        return out
+
     def to_sample(self, raw: list[np.ndarray], i: int) -> Sample:
         named = {"image" if k == 0 else f"image{k}": frame for k, frame in enumerate(raw)}
         out = self.transform(**named)
         frames = torch.stack([out["image" if k == 0 else f"image{k}"] for k in range(len(raw))])
-        return self._sample(i, {"frames": frames})
+        inputs = {"frames": frames}
+        if self.challenges:
+            inputs["challenge"] = torch.tensor(self.challenge_index[i])
+        targets = {
+            name: torch.tensor(self.target_values[i, k])
+            for k, name in enumerate(self.column_targets)
+        }
+        return self._sample(i, inputs, targets)
 
 
 DatasetFactory = Callable[..., ManifestDataset]

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 
 from idv.atomic import replace_dir
 from idv.data.manifest import Manifest
 from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.formats import export_formats
-from idv.export.parity import ParityOptions, check_parity, held_out_samples
+from idv.export.parity import ParityOptions, check_parity, held_out_items
 from idv.export.preprocess import input_spec, preprocess_spec
 from idv.export.wrappers import augment_of, build_wrapper
 from idv.hashing import sha256_file
@@ -45,6 +46,10 @@ class ExportResult:
     files: dict[str, str]  # relative file -> sha256 (SHA256SUMS)
     parity: dict[str, Any]
     card: dict[str, Any]
+
+
+# The modality of runs whose config names no dataset (an image per row).
+_IMAGES = {"_target_": "idv.data.datasets.ImageDataset", "_partial_": True}
 
 
 def read_thresholds(
@@ -135,13 +140,14 @@ def export_bundle(
     augment = augment_of(run_config)
     corpus, protocol = load_manifest(run_config, manifest, root)
     frames = {s: apply_protocol(corpus.split(s), protocol) for s in ("test", "calib")}
-    samples = held_out_samples(frames, corpus.root, options.min_samples)
     data = run_config.get("data") or {}
+    dataset = instantiate(data.get("dataset") or _IMAGES, _convert_="all")
+    held = held_out_items(
+        frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or []
+    )
     inputs = {"inputs": {n: input_spec(n, augment, task, data) for n in wrapper.input_names}}
-    example = {
-        k: torch.from_numpy(v)
-        for k, v in prepare_inputs(samples["file"].tolist()[:2], inputs).items()
-    }
+    first_two = {name: values[:2] for name, values in held.raw.items()}
+    example = {k: torch.from_numpy(v) for k, v in prepare_inputs(first_two, inputs).items()}
     if any(len(v) < 2 for v in example.values()):
         example = {k: torch.cat([v, v]) for k, v in example.items()}
     with torch.inference_mode():
@@ -159,9 +165,7 @@ def export_bundle(
     try:
         exported = export_formats(wrapper, example, tmp, formats)
         with step(log, "parity gate") as note:
-            report = check_parity(
-                wrapper, net, exported, samples, spec, augment, thresholds_data, options
-            )
+            report = check_parity(wrapper, net, exported, held, spec, thresholds_data, options)
             note["detail"] = f"{report['samples']} held-out samples, every format and output"
         formats_info = {
             k: {

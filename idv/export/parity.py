@@ -1,11 +1,13 @@
 """The parity gate: exported formats against the eager wrapper, before any bundle is written.
 
-On held-out image files (the checkpoint's data config: split `test`, then `calib` to reach
-`min_samples`), for EVERY named output of the wrapper:
+On held-out items (the checkpoint's data config and dataset: split `test`, then `calib` to
+reach `min_samples`; an item is an image, or a clip with its challenge), for EVERY named
+output of the wrapper:
 
-1. Preprocessing: serving's decode + resize (`idv.serving.preprocess`) then normalisation
-   against the evaluation transform of training (`build_transforms(augment, "eval")` on
-   `idv.data.readers.read_image`): max absolute difference <= `preprocess_tolerance` (1e-6).
+1. Preprocessing: serving's decode + resize (`idv.serving.preprocess`) of what serving is given
+   (`ManifestDataset.serving_inputs`: files, frame lists, challenge names), then
+   normalisation, against the dataset's evaluation transform (`build_transforms(augment,
+   "eval")`): max absolute difference <= `preprocess_tolerance` (1e-6) per input.
 2. End to end: the eager wrapper on serving's input against what idv-evaluate scores (the
    network on the evaluation transform's tensor, behind the same output head, as in the task's
    `predict_step`): max |difference| <= tolerance, per output.
@@ -25,7 +27,7 @@ Any failure raises ParityError with the figures; the report is what parity.json 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,32 +76,67 @@ class ParityOptions:
             raise ValueError("parity tolerances must be positive")
 
 
-def held_out_samples(
-    frames: Mapping[str, pd.DataFrame], root: str | Path, min_samples: int
-) -> pd.DataFrame:
-    """Rows of `test`, then of `calib` while fewer than `min_samples`, with absolute `file`s.
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out items: what serving is given (`raw`, per input name: files, frame lists,
+    challenge names) and what the scoring path sees (`evaluated`: the dataset's evaluation
+    transform, per input name), with each item's split."""
 
-    Fewer held-out rows than `min_samples` in both splits together is an error that says how
+    raw: dict[str, list[Any]]
+    evaluated: dict[str, np.ndarray]
+    splits: list[str]
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    @classmethod
+    def of_images(cls, files: Sequence[str], augment: Mapping[str, Any], split: str = "test"):
+        """Image files through the evaluation transform (the image modality's items)."""
+        transform = build_transforms(augment, "eval")
+        images = [transform(image=read_image(f))["image"].numpy() for f in files]
+        return cls({"image": list(files)}, {"image": np.stack(images)}, [split] * len(files))
+
+
+def held_out_items(
+    frames: Mapping[str, pd.DataFrame],
+    root: str | Path,
+    min_samples: int,
+    dataset: Callable[..., Any],
+    augment: Mapping[str, Any],
+    species: Sequence[str],
+) -> HeldOut:
+    """Items of `test`, then of `calib` while fewer than `min_samples`, built by the run's
+    `dataset` factory at the eval stage.
+
+    Fewer held-out items than `min_samples` in both splits together is an error that says how
     many there are (a tiny corpus: lower parity.min_samples)."""
-    chosen, count = [], 0
+    built = {}
     for split in SPLITS:
-        if count >= min_samples:
-            break
         rows = frames.get(split)
-        if rows is None or rows.empty:
-            continue
-        chosen.append(rows.assign(split=split))
-        count += len(rows)
-    available = sum(len(f) for s, f in frames.items() if s in SPLITS and f is not None)
-    if count < min_samples:
+        if rows is not None and "acquired" in rows.columns:  # failures to acquire have no input
+            rows = rows[rows["acquired"].astype(bool)]
+        if rows is not None and not rows.empty:
+            built[split] = dataset(rows.reset_index(drop=True), root, augment, "eval", species)
+    available = sum(len(d) for d in built.values())
+    if available < min_samples:
         raise ValueError(
             f"parity needs parity.min_samples={min_samples} held-out samples but the splits "
             f"{list(SPLITS)} hold only {available}: use a larger corpus, or lower "
             f"parity.min_samples (e.g. parity.min_samples={available}) knowingly"
         )
-    table = pd.concat(chosen, ignore_index=True)
-    table["file"] = [str(Path(root) / p) for p in table["path"].astype(str)]
-    return table
+    raw: dict[str, list[Any]] = {}
+    evaluated: dict[str, list[np.ndarray]] = {}
+    splits: list[str] = []
+    for split, items in built.items():
+        if len(splits) >= min_samples:
+            break
+        for i in range(len(items)):
+            for name, value in items.serving_inputs(i).items():
+                raw.setdefault(name, []).append(value)
+            for name, tensor in items[i].inputs.items():
+                evaluated.setdefault(name, []).append(tensor.numpy())
+            splits.append(split)
+    return HeldOut(raw, {k: np.stack(v) for k, v in evaluated.items()}, splits)
 
 
 Outputs = dict[str, np.ndarray]
@@ -143,34 +180,37 @@ def check_parity(
     wrapper: ServingWrapper,
     net: nn.Module,
     exported: Mapping[str, Exported],
-    samples: pd.DataFrame,
+    held: HeldOut,
     spec: Mapping[str, Any],
-    augment: Mapping[str, Any],
     thresholds: Thresholds,
     options: ParityOptions,
 ) -> dict[str, Any]:
     """Run the gate (module docstring); returns the report, raises ParityError on a failure."""
     decision_values = kinds.get(thresholds.kind).decision_values
-    files: Sequence[str] = samples["file"].tolist()
     tol, batch_sizes = options.tolerance, (1, options.batch_size)
     names = list(wrapper.input_names)
-    if names != ["image"]:
-        raise NotImplementedError(f"the parity gate checks image models; this one takes {names}")
-    served = prepare_inputs(files, spec)  # {"image": float32 (N, 3, H, W), 0-255}
-    transform = build_transforms(augment, "eval")
-    evaluated = np.stack([transform(image=read_image(f))["image"].numpy() for f in files])
+    served = prepare_inputs(held.raw, spec)  # what the bundle feeds its model
+    evaluated = held.evaluated
     failures: list[str] = []
 
-    image_spec = spec["inputs"]["image"]
-    preprocess_diff = _diff(normalise(served["image"], image_spec), evaluated)
-    if not preprocess_diff <= options.preprocess_tolerance:
-        failures.append(
-            f"preprocessing: serving vs evaluation transform max |diff| {preprocess_diff:.3g} > "
-            f"{options.preprocess_tolerance:g}"
-        )
+    preprocess_diff = 0.0
+    for name in names:
+        entry = spec["inputs"][name]
+        if entry["modality"] in ("image", "frames"):
+            diff = _diff(normalise(served[name], entry), evaluated[name])
+        else:  # categories and vectors reach the model as given
+            diff = _diff(served[name], evaluated[name])
+        preprocess_diff = max(preprocess_diff, diff)
+        if not diff <= options.preprocess_tolerance:
+            failures.append(
+                f"preprocessing of {name!r}: serving vs evaluation transform max |diff| "
+                f"{diff:.3g} > {options.preprocess_tolerance:g}"
+            )
 
     wrapper, net = wrapper.eval(), net.eval()
     output_names = list(wrapper.output_names)
+    fused = set(getattr(wrapper.head, "fused_names", []))
+    network_outputs = [n for n in output_names if n not in fused]
     with torch.inference_mode():
 
         def eager(x: Outputs) -> Outputs:
@@ -178,11 +218,12 @@ def check_parity(
             return {k: v.numpy() for k, v in out.items()}
 
         def evaluation(x: Outputs) -> Outputs:  # what predict_step (idv-evaluate) gives
-            raw = named_outputs(net, {"image": torch.from_numpy(x["image"])}, names, output_names)
+            tensors = {n: torch.from_numpy(x[n]) for n in names}
+            raw = named_outputs(net, tensors, names, network_outputs)
             return {k: v.float().numpy() for k, v in wrapper.head(raw).items()}
 
         reference = {b: _batched(eager, served, b) for b in batch_sizes}
-        evaluation_outputs = _batched(evaluation, {"image": evaluated}, options.batch_size)
+        evaluation_outputs = _batched(evaluation, evaluated, options.batch_size)
     end_to_end = _diffs(reference[options.batch_size], evaluation_outputs)
     for name, diff in end_to_end.items():
         if not diff <= tol:
@@ -245,12 +286,12 @@ def check_parity(
             entry["notes"] = list(item.notes)
         formats[name] = entry
 
-    splits = samples["split"].value_counts().to_dict()
+    splits = pd.Series(held.splits).value_counts().to_dict()
     decided = thresholds.decide(values[options.batch_size])
     report: dict[str, Any] = {
         "passed": not failures,
         "failures": failures,
-        "samples": len(files),
+        "samples": len(held),
         "samples_per_split": {k: int(v) for k, v in splits.items()},
         "min_samples": options.min_samples,
         "batch_sizes": list(batch_sizes),
@@ -261,7 +302,7 @@ def check_parity(
         "preprocess": {
             "max_abs_diff": preprocess_diff,
             "tolerance": options.preprocess_tolerance,
-            "reference": "idv.data.augment.pipeline.build_transforms(augment, 'eval')",
+            "reference": "the dataset's build_transforms(augment, 'eval')",
         },
         "eager_vs_evaluation": {"max_abs_diff": end_to_end, "tolerance": tol},
         "eager_batch_1_vs_batch_n": _diffs(reference[1], ref),
@@ -275,13 +316,13 @@ def check_parity(
         "decisions": {d: int((decided == d).sum()) for d in thresholds.decision.labels},
         "formats": formats,
     }
-    if min_samples_note := _small_note(options, len(files)):
+    if min_samples_note := _small_note(options, len(held)):
         report["note"] = min_samples_note
     if failures:
         raise ParityError("parity check FAILED: " + "; ".join(failures), report)
     log.info(
         "parity passed on %d samples: %s",
-        len(files),
+        len(held),
         ", ".join(f"{k} max |diff| {v['max_abs_diff']:.2g}" for k, v in formats.items()),
     )
     return report

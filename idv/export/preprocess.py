@@ -125,6 +125,10 @@ def input_spec(
         columns = list(dataset.get("metadata") or [])
         return {"modality": "vector", "shape": ["batch", len(columns)], "dtype": "float32",
                 "columns": columns}  # fmt: skip
+    if name == "challenge":
+        values = [str(v) for v in dataset.get("challenges") or task.get("challenges") or []]
+        return {"modality": "category", "shape": ["batch"], "dtype": "int64", "values": values,
+                "note": "the active-liveness challenge the user was asked to perform"}  # fmt: skip
     raise NotImplementedError(f"no serving preprocessing for an input named {name!r}")
 
 

@@ -68,9 +68,11 @@ class DetectionScorer(ServingWrapper):
 
     meanings = {"*": "sigmoid(logit): a probability; higher = more likely an attack"}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fused: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.head = DetectionScores()
+        self.head = DetectionScores(fused)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.net(self.normalise(image))
@@ -78,11 +80,23 @@ class DetectionScorer(ServingWrapper):
 
     @classmethod
     def from_run_config(cls, net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
+        """The scorer of the run's network inputs (`task.module.inputs`): images, or clips
+        with their asked challenge; its outputs: the network's, then the fused ones."""
         module = (run_config.get("task") or {}).get("module") or {}
         names = list(module.get("outputs") or ["score"])
+        fused = dict(module.get("fused") or {})
+        inputs = tuple(module.get("inputs") or ("image",))
         norm = augment_of(run_config)["normalize"]
-        kind = cls if len(names) == 1 else MultiOutputScorer
-        wrapper = kind(net, norm["mean"], norm["std"], names, module.get("primary", "score"))
+        if inputs == ("frames", "challenge"):
+            kind: type[DetectionScorer] = ClipScorer
+        elif inputs == ("image",):
+            kind = cls if len(names) == 1 else MultiOutputScorer
+        else:
+            raise NotImplementedError(f"no detection scorer takes the inputs {list(inputs)}")
+        wrapper = kind(
+            net, norm["mean"], norm["std"], [*names, *fused], module.get("primary", "score"),
+            fused=fused,
+        )  # fmt: skip
         return wrapper.eval()
 
 
@@ -91,6 +105,23 @@ class MultiOutputScorer(DetectionScorer):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         logits: dict[str, torch.Tensor] = self.net(self.normalise(image))
+        return self.head(logits)
+
+
+class ClipScorer(DetectionScorer):
+    """A clip detector with an active challenge (liveness): `frames` float32 (N, T, 3, H, W)
+    RGB 0-255 and `challenge` int64 (N,) (the asked prompt's index in preprocess.json's
+    `values`) in; the network's probabilities and the fused session score out."""
+
+    input_names = ["frames", "challenge"]
+    meanings = {
+        "attack": "sigmoid(logit): probability the clip is a presentation attack",
+        "noncompliance": "sigmoid(logit): probability the asked challenge was not performed",
+        "*": "fused session risk (the calibrated score): higher = more likely an attack",
+    }
+
+    def forward(self, frames: torch.Tensor, challenge: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits: dict[str, torch.Tensor] = self.net(self.normalise(frames), challenge)
         return self.head(logits)
 
 

@@ -41,10 +41,7 @@ class TorchScriptBackend:
 
     def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
         torch = self._torch
-        args = [
-            torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32))
-            for n in self.input_names
-        ]
+        args = [torch.from_numpy(model_dtype(inputs[n])) for n in self.input_names]
         with torch.inference_mode():
             out = self.model(*args)
         return {k: v.numpy().astype(np.float32, copy=False) for k, v in out.items()}
@@ -72,10 +69,17 @@ class OnnxRuntimeBackend:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
-        feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
+        feed = {n: model_dtype(inputs[n]) for n in self.input_names}
         out = self.session.run(self.output_names, feed)
         named = zip(self.output_names, out, strict=True)
         return {n: np.asarray(v, dtype=np.float32) for n, v in named}
+
+
+def model_dtype(array: np.ndarray) -> np.ndarray:
+    """A model input as exported: integers (a challenge index) as int64, the rest float32."""
+    a = np.asarray(array)
+    dtype = np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def load_backend(

@@ -126,7 +126,8 @@ def prepare_inputs(data: Any, preprocess: Mapping[str, Any]) -> dict[str, np.nda
     a mapping {input name: value}, or, for a model with one input, the value itself. Per
     input modality: `image` -> `prepare` (paths, RGB uint8 images or a preprocessed batch);
     `frames` -> one `prepare`d (T, 3, H, W) clip per item (a sequence of T images each);
-    `vector` -> float32 (N, D) as given (capture metadata, in the spec's column order)."""
+    `vector` -> float32 (N, D) as given (capture metadata, in the spec's column order);
+    `category` -> int64 (N,) indices of the spec's `values` (names or indices)."""
     specs = preprocess["inputs"]
     if not isinstance(data, Mapping):
         if len(specs) != 1:
@@ -165,4 +166,26 @@ def _prepare_one(value: Any, spec: Mapping[str, Any], name: str) -> np.ndarray:
                 f"got shape {array.shape}"
             )
         return array
+    if modality == "category":
+        return category_indices(value, spec, name)
     raise ValueError(f"input {name!r}: unknown modality {modality!r} in preprocess.json")
+
+
+def category_indices(value: Any, spec: Mapping[str, Any], name: str) -> np.ndarray:
+    """int64 (N,) indices into the spec's `values` from names or indices (an active-liveness
+    challenge: `turn_left` or its index)."""
+    values = list(spec["values"])
+    items = [value] if isinstance(value, str | int | np.integer) else list(value)
+    out = []
+    for k, item in enumerate(items):
+        if isinstance(item, str):
+            if item not in values:
+                raise ValueError(f"input {name!r}: item {k} is {item!r}, not one of {values}")
+            out.append(values.index(item))
+        elif isinstance(item, int | np.integer) and 0 <= int(item) < len(values):
+            out.append(int(item))
+        else:
+            raise ValueError(
+                f"input {name!r}: item {k} is {item!r}; give one of {values} or its index"
+            )
+    return np.asarray(out, dtype=np.int64)

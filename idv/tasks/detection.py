@@ -5,7 +5,8 @@ after the sigmoid and is what is evaluated, calibrated and served. Auxiliary out
 mask, a challenge-compliance score, ...) are declared in the task config with their target and
 loss weight: `outputs: {score: {target: label, weight: 1.0}, mask: {target: mask, weight: 0.5}}`;
 every output is trained with binary cross-entropy against its target (`label`, or the batch's
-target of that name). Validation metrics are operating-point metrics over the primary scores
+target of that name); `fused` outputs combine their probabilities by a rule (`idv.models.outputs`)
+and may be the primary one. Validation metrics are operating-point metrics over the primary scores
 (cat-state torchmetrics, DDP-safe), and checkpoint selection uses one of them by name (see
 `conf/task/*.yaml`), never the loss alone.
 """
@@ -44,14 +45,19 @@ class DetectionTask(TaskBase):
         apcer_targets: Sequence[float] = (0.01, 0.05, 0.1),
         inputs: Sequence[str] = ("image",),
         outputs: Mapping[str, Mapping[str, Any]] | None = None,
+        fused: Mapping[str, Mapping[str, Any]] | None = None,
         primary: str = "score",
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         outputs = dict(outputs or PRIMARY)
-        if primary not in outputs:
-            raise ValueError(f"primary output {primary!r} is not among the outputs {list(outputs)}")
+        fused = dict(fused or {})
+        if primary not in outputs and primary not in fused:
+            raise ValueError(
+                f"primary output {primary!r} is not among the outputs {list(outputs)} "
+                f"or the fused ones {list(fused)}"
+            )
         for name, spec in outputs.items():
             unknown = set(spec) - {"target", "weight"}
             if unknown or "target" not in spec:
@@ -66,7 +72,7 @@ class DetectionTask(TaskBase):
             n: (str(s["target"]), float(s.get("weight", 1.0))) for n, s in outputs.items()
         }
         self.primary = primary
-        self.to_outputs = DetectionScores()
+        self.to_outputs = DetectionScores(fused)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.loss = nn.BCEWithLogitsLoss()
@@ -77,6 +83,7 @@ class DetectionTask(TaskBase):
         return batch.label if name == "label" else batch.targets[name]
 
     def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted loss of every output, and the primary output's probabilities."""
         logits = self.raw_outputs(batch)
         size = len(batch.label)
         total = torch.zeros((), device=batch.label.device)
@@ -99,7 +106,7 @@ class DetectionTask(TaskBase):
             sync_dist=stage != "train",
         )
         self._log_skipped(batch, stage)
-        primary = logits[self.primary].reshape(size, -1)[:, 0]
+        primary = self.to_outputs(logits)[self.primary].reshape(size, -1)[:, 0]
         return total, primary
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -107,9 +114,9 @@ class DetectionTask(TaskBase):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        _, logits = self._step(batch, "val")
-        self.val_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)
+        _, scores = self._step(batch, "val")
+        self.val_metrics.update(scores.float(), batch.label, batch.species)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        _, logits = self._step(batch, "test")
-        self.test_metrics.update(torch.sigmoid(logits.float()), batch.label, batch.species)
+        _, scores = self._step(batch, "test")
+        self.test_metrics.update(scores.float(), batch.label, batch.species)
