@@ -5,7 +5,9 @@
 Exports the checkpoint's inference wrapper (idv.export.formats, as idv-export does; no parity
 gate or bundle here) into a temporary directory, loads each format with its serving backend
 (idv.serving.backends) and prints, side by side: single-item latency p50 / p99 and batch
-throughput, all from numpy float32 model input (preprocessing excluded), with the same thread
+throughput, all from model-ready numpy input (preprocessing excluded; every named input of the
+wrapper, from its preprocess.json entry: an image, a clip of frames, a category index, a
+vector), with the same thread
 count for every runtime. Runtimes take turns in blocks of calls over several rounds, so a noisy
 machine slows all of them alike. The last line is the ratio of eager to the faster served backend at
 single-item p50 (goal: >= 2x).
@@ -26,12 +28,22 @@ import torch
 
 import idv  # noqa: F401  (offline switches first)
 from idv.export.formats import export_formats
-from idv.export.preprocess import image_spec
+from idv.export.preprocess import input_spec
 from idv.export.wrappers import augment_of, build_wrapper
 from idv.models.checkpoint import net_from_checkpoint
 from idv.serving.backends import load_backend
 
 BLOCK_WARMUP = 5
+
+
+def model_input(spec: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random model-ready batch of `n` for one preprocess.json input entry."""
+    shape = [n, *spec["shape"][1:]]
+    if spec["modality"] in ("image", "frames"):
+        return rng.integers(0, 256, shape).astype(np.float32)
+    if spec["modality"] == "category":
+        return rng.integers(0, len(spec["values"]), shape).astype(np.int64)
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -50,19 +62,23 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(threads)
     net, run_config = net_from_checkpoint(args.ckpt)
     wrapper = build_wrapper(net, run_config)
-    spec = image_spec(augment_of(run_config), "")
-    h, w = spec["resize"]["height"], spec["resize"]["width"]
+    augment = augment_of(run_config)
+    specs = {
+        n: input_spec(n, augment, run_config.get("task") or {}, run_config.get("data") or {})
+        for n in wrapper.input_names
+    }
     rng = np.random.default_rng(0)
-    single = {"image": rng.integers(0, 256, (1, 3, h, w)).astype(np.float32)}
-    batch = {"image": rng.integers(0, 256, (args.batch, 3, h, w)).astype(np.float32)}
+    single = {n: model_input(spec, 1, rng) for n, spec in specs.items()}
+    batch = {n: model_input(spec, args.batch, rng) for n, spec in specs.items()}
 
     def eager(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            return {k: v.numpy() for k, v in wrapper(torch.from_numpy(x["image"])).items()}
+            named = {k: torch.from_numpy(v) for k, v in x.items()}
+            return {k: v.numpy() for k, v in wrapper(**named).items()}
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        example = {"image": torch.from_numpy(batch["image"][:2].copy())}
+        example = {k: torch.from_numpy(v[:2].copy()) for k, v in batch.items()}
         exported = export_formats(wrapper, example, tmp, ["torchscript", "onnx"])
         names = wrapper.input_names
         runtimes = {
@@ -104,32 +120,36 @@ def main(argv: list[str] | None = None) -> dict:
         rows[name] = {
             "p50_ms": float(np.percentile(lat, 50)),
             "p99_ms": float(np.percentile(lat, 99)),
-            "throughput_img_s": float(args.batch / np.median(batch_times[name])),
+            "throughput_items_s": float(args.batch / np.median(batch_times[name])),
         }
     served = min(("torchscript", "onnxruntime"), key=lambda n: rows[n]["p50_ms"])
     ratio = rows["eager"]["p50_ms"] / rows[served]["p50_ms"]
     arch = run_config["model"].get("backbone", {}).get("name", run_config["model"]["_target_"])
+    shapes = ", ".join(
+        f"{n} {'x'.join(map(str, v.shape[1:])) or 'scalar'}" for n, v in single.items()
+    )
     print(
-        f"{args.ckpt}: {arch}, input 3x{h}x{w}, {threads} thread(s), "
+        f"{args.ckpt}: {arch}, input {shapes}, {threads} thread(s), "
         f"{len(latency['eager'])} single-item "
         f"calls and {sum(map(len, batch_times.values())) // len(runtimes)} batches of "
         f"{args.batch} per runtime ({rounds} rounds)"
     )
-    print(f"{'runtime':<13}{'p50 ms':>10}{'p99 ms':>10}{'img/s @' + str(args.batch):>14}")
+    print(f"{'runtime':<13}{'p50 ms':>10}{'p99 ms':>10}{'items/s @' + str(args.batch):>14}")
     for name, row in rows.items():
         print(
             f"{name:<13}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
-            f"{row['throughput_img_s']:>14.1f}"
+            f"{row['throughput_items_s']:>14.1f}"
         )
     verdict = "meets" if ratio >= 2.0 else "misses"
+    gain = rows[served]["throughput_items_s"] / rows["eager"]["throughput_items_s"]
     print(
         f"single-item p50: {served} is {ratio:.2f}x eager ({verdict} the 2x goal); "
-        f"throughput {rows[served]['throughput_img_s'] / rows['eager']['throughput_img_s']:.2f}x"
+        f"throughput {gain:.2f}x"
     )
     result = {
         "checkpoint": str(args.ckpt),
         "threads": threads,
-        "input": [3, h, w],
+        "inputs": {n: list(v.shape[1:]) for n, v in single.items()},
         "runtimes": rows,
         "fastest_served": served,
         "single_p50_speedup": ratio,

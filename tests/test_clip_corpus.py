@@ -53,6 +53,15 @@ def test_attacks_come_from_a_bona_fide_session_of_the_same_subject(clips: Path) 
     assert (still["challenge_failed"] == 1).all()
     masks = attacks[attacks["attack_type"] == "mask"]
     assert ((masks["challenge"] == "smile") == (masks["challenge_failed"] == 1)).all()
+    # `performed`: what the clip does. Live: the asked one; a replay: its source's; a still
+    # nothing; a mask what it asked unless that is a smile.
+    live = s[s["label"] == 0]
+    assert (live["performed"] == live["challenge"]).all()
+    sources = s.loc[replay["source_session_id"], "challenge"].to_numpy()
+    assert (replay["performed"].to_numpy() == sources).all()
+    assert (still["performed"] == "none").all()
+    expected = masks["challenge"].where(masks["challenge_failed"] == 0, "none")
+    assert (masks["performed"] == expected).all()
 
 
 def _motion(root: Path, rows: pd.DataFrame) -> float:

@@ -120,6 +120,32 @@ def test_clips_are_sessions_with_one_augmentation_for_all_frames(tmp_path: Path)
         ClipDataset(mixed, tmp_path, FLIP, "eval", SPECIES)
 
 
+def test_temporal_jitter_moves_the_picks_in_training_only(tmp_path: Path) -> None:
+    """8 stored frames, 3 picked: evaluation takes 0, 4, 7 (evenly spaced); training keeps a
+    whole-frame stride (3) from a seeded random start (0 or 1); frames=1 any frame."""
+    rows = [
+        ("s1", k, _image(tmp_path / f"f{k}.png", np.full((16, 16, 3), 20 * k, np.uint8)), 0)
+        for k in range(8)
+    ]
+    frame = pd.DataFrame(rows, columns=["session_id", "frame_index", "path", "label"])
+    frame = frame.assign(attack_type="bona_fide", subject_id="p1", sample_id=frame["path"])
+
+    def picks(data: ClipDataset, key) -> tuple[int, ...]:
+        values = data[key].inputs["frames"].mean(dim=(1, 2, 3)) * 255.0
+        return tuple(int(round(v / 20.0)) for v in values.tolist())
+
+    flat = {**FLIP, "train": []}
+    evaluation = ClipDataset(frame, tmp_path, flat, "eval", SPECIES, frames=3, temporal_jitter=True)
+    assert {picks(evaluation, (0, seed)) for seed in range(20)} == {(0, 4, 7)}
+    train = ClipDataset(frame, tmp_path, flat, "train", SPECIES, frames=3, temporal_jitter=True)
+    assert {picks(train, (0, seed)) for seed in range(20)} == {(0, 3, 6), (1, 4, 7)}
+    assert picks(train, (0, 5)) == picks(train, (0, 5))  # seeded: reproducible
+    fixed = ClipDataset(frame, tmp_path, flat, "train", SPECIES, frames=3)
+    assert {picks(fixed, (0, seed)) for seed in range(20)} == {(0, 4, 7)}
+    one = ClipDataset(frame, tmp_path, flat, "train", SPECIES, frames=1, temporal_jitter=True)
+    assert len({picks(one, (0, seed)) for seed in range(40)}) == 8
+
+
 def test_path_is_optional_in_the_manifest(tmp_path: Path) -> None:
     """A manifest without files (an event-sequence corpus, say) validates; a file column that
     is there is still checked (inside the root, existing)."""

@@ -41,6 +41,12 @@ def test_clip_network_scripts_and_rejects_bad_config() -> None:
     scripted = torch.jit.script(net.eval())
     x, c = torch.rand(3, 4, 3, 32, 32), torch.tensor([0, 1, 1])
     torch.testing.assert_close(scripted(x, c)["attack"], net(x, c)["attack"])
+    # `performed`: every challenge's logit; noncompliance is minus the asked one's.
+    full = ClipClassifier(TimmBackbone("resnet10t", in_chans=6), 2, performed_output=True)
+    out = torch.jit.script(full.eval())(x, c)
+    assert set(out) == {"attack", "noncompliance", "performed"}
+    assert out["performed"].shape == (3, 2)
+    torch.testing.assert_close(-out["noncompliance"][:, 0], out["performed"][[0, 1, 2], c])
     with pytest.raises(ValueError, match="temporal"):
         ClipClassifier(TimmBackbone("resnet10t"), challenges=2, temporal="lstm")
     with pytest.raises(ValueError, match="challenges"):
@@ -74,7 +80,7 @@ def _clip_corpus(root, sessions: int = 3, frames: int = 5) -> pd.DataFrame:
                 "sample_id": f"s{s}_{k}", "session_id": f"s{s}", "frame_index": k, "path": rel,
                 "label": s % 2, "attack_type": "bona_fide" if s % 2 == 0 else "replay",
                 "subject_id": f"p{s}", "split": "test", "challenge": ["blink", "smile"][s % 2],
-                "challenge_failed": float(s % 2),
+                "challenge_failed": float(s % 2), "performed": ["blink", "none"][s % 2],
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -84,11 +90,17 @@ def test_clip_dataset_gives_the_challenge_index_and_targets(tmp_path) -> None:
     ds = ClipDataset(
         frame, tmp_path, AUGMENT, "eval", ["bona_fide", "replay"], frames=3,
         challenges=["smile", "blink"], targets=["challenge_failed"],
+        challenge_targets=["performed"],
     )  # fmt: skip
     batch = collate([ds[i] for i in range(len(ds))])
     assert batch.frames.shape == (3, 3, 3, 16, 16)
     assert batch.challenge.tolist() == [1, 0, 1]
     assert batch.challenge_failed.tolist() == [0.0, 1.0, 0.0]
+    assert batch.performed.tolist() == [[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]]  # one-hot, none
+    with pytest.raises(ValueError, match=r"session 's1': performed \['wave'\]"):
+        ClipDataset(frame.replace({"none": "wave"}), tmp_path, AUGMENT, "eval",
+                    ["bona_fide", "replay"], challenges=["smile", "blink"],
+                    challenge_targets=["performed"])  # fmt: skip
     raw = ds.serving_inputs(1)
     assert raw["challenge"] == "smile" and len(raw["frames"]) == 3
     assert raw["frames"][-1].endswith("s1/4.png")

@@ -16,6 +16,16 @@ def test_any_timm_backbone_feeds_the_head(name: str) -> None:
         assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 1)
 
 
+def test_model_args_reach_timm() -> None:
+    """A narrower ResNet (the liveness default): its stage widths, so its pooled width."""
+    narrow = TimmBackbone("resnet10t", in_chans=6, model_args={"channels": [32, 64, 128, 256]})
+    assert narrow.num_features == 256
+    with torch.no_grad():
+        assert narrow(torch.zeros(2, 6, 48, 48)).shape == (2, 256)
+    with pytest.raises(TypeError):
+        TimmBackbone("resnet10t", model_args={"no_such_argument": 1})
+
+
 def test_unknown_backbone_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown timm model 'resnet_nope'"):
         TimmBackbone("resnet_nope")

@@ -281,7 +281,12 @@ class ClipDataset(ManifestDataset):
 
     `challenges`: the active-liveness prompts in index order; the session's `challenge` column
     becomes the input `challenge` (an int64 index). `targets`: manifest columns that are
-    per-session training targets (float32 scalars, e.g. `challenge_failed`)."""
+    per-session training targets (float32 scalars, e.g. `challenge_failed`).
+    `challenge_targets`: manifest columns naming a challenge (or `none`), each a one-hot float32
+    target over `challenges` (e.g. `performed`: what the clip does, whatever was asked).
+    `temporal_jitter` (training only): the picks keep their whole-frame stride but start at a
+    random frame of the session (seeded like the augmentation), so an epoch does not always
+    see the same frames of a session; evaluation always takes the fixed, evenly spaced ones."""
 
     required_columns = ("path", "session_id", "frame_index")
     input_names = ("frames",)
@@ -297,19 +302,27 @@ class ClipDataset(ManifestDataset):
         frames: int = 8,
         challenges: Sequence[str] = (),
         targets: Sequence[str] = (),
+        challenge_targets: Sequence[str] = (),
+        temporal_jitter: bool = False,
         **kwargs: Any,
     ) -> None:
         if frames < 1:
             raise ValueError(f"ClipDataset needs frames >= 1, got {frames}")
         self.frames = int(frames)
+        self.jitter = bool(temporal_jitter) and stage == "train"
+        self.phase_seed: int | None = None
         self.challenges = list(challenges)
         self.column_targets = list(targets)
+        self.challenge_targets = list(challenge_targets)
+        if self.challenge_targets and not self.challenges:
+            raise ValueError("ClipDataset: challenge_targets need the task's `challenges`")
         needed = (["challenge"] if self.challenges else []) + self.column_targets
+        needed += self.challenge_targets
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"ClipDataset: manifest column(s) {missing} missing ({list(frame)})")
         self.input_names = ("frames", "challenge") if self.challenges else ("frames",)
-        self.target_names = tuple(self.column_targets)
+        self.target_names = (*self.column_targets, *self.challenge_targets)
         super().__init__(frame, root, augment, stage, species, **kwargs)
         if self.challenges:
             index = {name: k for k, name in enumerate(self.challenges)}
@@ -326,12 +339,12 @@ class ClipDataset(ManifestDataset):
             bad = self.sample_ids[int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])]
             raise ValueError(f"session {bad!r}: target(s) {self.column_targets} not finite")
         self.target_values = values
+        self.one_hot = {name: self._one_hot(name) for name in self.challenge_targets}
         per_session = frame.sort_values(["session_id", "frame_index"], kind="stable").groupby(
             "session_id", sort=True
         )
-        self.frame_paths = [
-            self._pick(group["path"].astype(str).tolist()) for _, group in per_session
-        ]
+        self.session_paths = [group["path"].astype(str).tolist() for _, group in per_session]
+        self.frame_paths = [self._pick(paths) for paths in self.session_paths]
 
     @classmethod
     def items_of(cls, frame: pd.DataFrame) -> pd.DataFrame:
@@ -349,17 +362,54 @@ class ClipDataset(ManifestDataset):
         items["sample_id"] = items["session_id"].astype(str)
         return items
 
+    def _one_hot(self, column: str) -> np.ndarray:
+        """(items, challenges) float32: 1 at the named challenge, a zero row for `none`."""
+        index = {name: k for k, name in enumerate(self.challenges)}
+        named = self.items[column].astype(str).to_numpy()
+        unknown = sorted(set(named) - set(index) - {"none"})
+        if unknown:
+            bad = self.sample_ids[int(np.flatnonzero(np.isin(named, unknown))[0])]
+            raise ValueError(
+                f"session {bad!r}: {column} {unknown} is neither `none` nor one of the task's "
+                f"challenges {self.challenges}"
+            )
+        out = np.zeros((len(named), len(self.challenges)), dtype=np.float32)
+        rows = np.flatnonzero(named != "none")
+        out[rows, [index[n] for n in named[rows]]] = 1.0
+        return out
+
     def _pick(self, paths: list[str]) -> list[str]:
         if len(paths) >= self.frames:
             chosen = np.linspace(0, len(paths) - 1, self.frames).round().astype(int)
             return [paths[k] for k in chosen]
         return paths + [paths[-1]] * (self.frames - len(paths))
 
+    def _pick_jittered(self, raw: list[np.ndarray], i: int) -> list[np.ndarray]:
+        seed = self.phase_seed if self.phase_seed is not None else i
+        picked = [raw[k] for k in self._jittered(len(raw), np.random.default_rng(seed))]
+        return picked + [picked[-1]] * (self.frames - len(picked))
+
+    def _jittered(self, count: int, rng: np.random.Generator) -> list[int]:
+        """Picks of `count` stored frames: a whole-frame stride, a random first frame."""
+        if self.frames == 1:
+            return [int(rng.integers(0, count))]
+        if count <= self.frames:
+            return list(range(count))
+        stride = (count - 1) // (self.frames - 1)
+        slack = count - 1 - stride * (self.frames - 1)
+        start = int(rng.integers(0, slack + 1))
+        return [start + stride * k for k in range(self.frames)]
+
+    def __getitem__(self, key: int | SampleKey) -> Sample | None:
+        self.phase_seed = key[1] if isinstance(key, tuple) else None
+        return super().__getitem__(key)
+
     def additional_targets(self) -> dict[str, str]:
         return {f"image{k}": "image" for k in range(1, self.frames)}
 
     def read(self, i: int) -> list[np.ndarray]:
-        return [read_image(self.root / p) for p in self.frame_paths[i]]
+        paths = self.session_paths[i] if self.jitter else self.frame_paths[i]
+        return [read_image(self.root / p) for p in paths]
 
     def serving_inputs(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {"frames": [str(self.root / p) for p in self.frame_paths[i]]}
@@ -368,6 +418,8 @@ class ClipDataset(ManifestDataset):
         return out
 
     def to_sample(self, raw: list[np.ndarray], i: int) -> Sample:
+        if self.jitter:
+            raw = self._pick_jittered(raw, i)
         named = {"image" if k == 0 else f"image{k}": frame for k, frame in enumerate(raw)}
         out = self.transform(**named)
         frames = torch.stack([out["image" if k == 0 else f"image{k}"] for k in range(len(raw))])
@@ -378,6 +430,7 @@ class ClipDataset(ManifestDataset):
             name: torch.tensor(self.target_values[i, k])
             for k, name in enumerate(self.column_targets)
         }
+        targets.update({name: torch.from_numpy(v[i]) for name, v in self.one_hot.items()})
         return self._sample(i, inputs, targets)
 
 

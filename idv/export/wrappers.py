@@ -117,6 +117,8 @@ class ClipScorer(DetectionScorer):
     meanings = {
         "attack": "sigmoid(logit): probability the clip is a presentation attack",
         "noncompliance": "sigmoid(logit): probability the asked challenge was not performed",
+        "performed": "sigmoid(logit) per challenge (preprocess.json `inputs.challenge.values` "
+        "order): probability the clip performs it, whatever was asked",
         "*": "fused session risk (the calibrated score): higher = more likely an attack",
     }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -26,7 +28,8 @@ class TimmBackbone(nn.Module):
 
     `pretrained_path` is a local state-dict file (e.g. made once with timm on a connected
     machine); loading is strict, so a mismatched architecture is an error, not a silent
-    partial load.
+    partial load. `model_args`: more keyword arguments of the timm model (e.g. a ResNet's
+    `channels` per stage, for a narrower network).
     """
 
     def __init__(
@@ -35,12 +38,14 @@ class TimmBackbone(nn.Module):
         pretrained_path: str | None = None,
         drop_rate: float = 0.0,
         in_chans: int = 3,
+        model_args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not timm.is_model(name):
             raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
+        extra = dict(model_args or {})
         self.net = timm.create_model(
-            name, pretrained=False, num_classes=0, drop_rate=drop_rate, in_chans=in_chans
+            name, pretrained=False, num_classes=0, drop_rate=drop_rate, in_chans=in_chans, **extra
         )
         # Pooled output width: some models (MobileNetV3) have a conv head after the features.
         self.num_features: int = getattr(self.net, "head_hidden_size", None) or (

@@ -8,8 +8,12 @@ are then visible to the first convolution instead of being inferred from pooled 
 Each frame t gives features f_t; the temporal module sees [f_t, |f_t - f_(t-1)|] (motion
 without learning it from scratch) and pools the clip into one vector z. The network returns
 `attack` (clip is an attack) and `noncompliance`: one "performed challenge
-c" logit per challenge, the asked one picked (and negated) by the `challenge` input. A
-frame-only baseline is the same network on one frame (`data.dataset.frames=1`).
+c" logit per challenge, the asked one picked (and negated) by the `challenge` input. With
+`performed_output`, those logits are an output too (`performed`, (N, challenges)): trained on
+what each clip does whatever was asked (multi-label), they learn to recognise every challenge
+instead of "looks like an attack, so nothing was performed", the shortcut a loss on the asked
+challenge alone allows. A frame-only baseline is the same network on one frame
+(`data.dataset.frames=1`).
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class ClipClassifier(nn.Module):
         hidden: int = 64,
         dropout: float = 0.1,
         pixel_motion: bool = True,
+        performed_output: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(challenges, int):
@@ -91,6 +96,7 @@ class ClipClassifier(nn.Module):
             raise ValueError(f"unknown temporal module {temporal!r}; known: {sorted(TEMPORAL)}")
         self.backbone = backbone
         self.pixel_motion = bool(pixel_motion)
+        self.performed_output = bool(performed_output)
         self.temporal = TEMPORAL[temporal](2 * backbone.num_features, hidden)
         width = self.temporal.out_features
         self.dropout = nn.Dropout(dropout)
@@ -108,5 +114,9 @@ class ClipClassifier(nn.Module):
 
     def forward(self, frames: torch.Tensor, challenge: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.features(frames)
-        performed = self.performed(z).gather(1, challenge.long().reshape(-1, 1))
-        return {"attack": self.attack(z), "noncompliance": -performed}
+        every = self.performed(z)
+        asked = every.gather(1, challenge.long().reshape(-1, 1))
+        out = {"attack": self.attack(z), "noncompliance": -asked}
+        if self.performed_output:
+            out["performed"] = every
+        return out

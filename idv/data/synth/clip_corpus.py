@@ -18,9 +18,11 @@ photographed by the PAD corpus' simulated camera (`idv.data.synth.capture`) with
   repeated with synthetic jitter).
 
 Every session asks a challenge (`challenge`); `challenge_failed` is 1 when the clip does not
-perform it (the target of the compliance output). Identities are the faces corpus' (the same
-seed and index give the same face); rows are frames (`session_id`, `frame_index`,
-`timestamp_s`), split by subject.
+perform it (the target of the compliance output), and `performed` names the challenge the
+clip does perform (`none` for a print, an injection or a mask that cannot smile; a replay
+performs its source's): the target of a head that recognises every challenge. Identities
+are the faces corpus' (the same seed and index give the same face); rows are frames
+(`session_id`, `frame_index`, `timestamp_s`), split by subject.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from idv.data.synth.faces import FaceState, Identity, render_face, sample_identi
 from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick, render_parallel
 
 CLIP_STRATA = ("label", "attack_type")
+NONE = "none"  # `performed` of a clip that performs no challenge
 # What each species can perform of a challenge: a mask wearer turns and blinks, not smiles.
 PERFORMS = {
     BONA_FIDE: {"turn_left", "turn_right", "blink", "smile"},
@@ -319,7 +322,8 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, sessions: i
         sid = f"{subject}_s{s:02d}"
         bona = {
             "session_id": sid, "label": 0, "attack_type": BONA_FIDE, "source_session_id": None,
-            "challenge": challenge, "challenge_failed": 0, "condition": condition,
+            "challenge": challenge, "challenge_failed": 0, "performed": challenge,
+            "condition": condition,
             "attack_strength": 0.0, **carried, "scene": scene, "nuisance": nuisance,
         }  # fmt: skip
         camera = _camera(cfg, devices, rng, condition)
@@ -335,9 +339,11 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, sessions: i
             frames, strength = _attack_frames(species, asked, bona, identity, clock, cfg, rng)
             # A replay shows the source's challenge, never the one asked now.
             failed = 1 if species == "replay" else int(asked not in PERFORMS[species])
+            performed = challenge if species == "replay" else (NONE, asked)[1 - failed]
             attack = {
                 "session_id": f"{sid}_a{a}", "label": 1, "attack_type": species,
                 "source_session_id": sid, "challenge": asked, "challenge_failed": failed,
+                "performed": performed,
                 "condition": "none", "attack_strength": strength, "pulse_hz": 0.0,
                 "pulse_amplitude": 0.0, "blinks": 0,
             }  # fmt: skip
