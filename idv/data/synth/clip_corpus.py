@@ -301,13 +301,7 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, sessions: i
     nuisance = nuisance_from_config(cfg["nuisance"])
     clock = _Clock(int(cfg["frames"]), float(cfg["fps"]))
     folder = out / "images" / subject
-    common = {
-        "subject_id": subject,
-        "geography": geography,
-        "age_band": identity.age_band,
-        "sex": identity.sex,
-        "skin_tone": identity.skin_tone,
-    }
+    common = {"subject_id": subject, "geography": geography, **identity.demographics()}
     challenges = list(cfg["challenges"])
     rows: list[dict] = []
     for s in range(sessions):

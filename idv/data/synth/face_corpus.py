@@ -72,9 +72,7 @@ def _render_identity(
                 "capture_type": capture,
                 "session_id": name,
                 "geography": geography,
-                "age_band": identity.age_band,
-                "sex": identity.sex,
-                "skin_tone": identity.skin_tone,
+                **identity.demographics(),
                 "landmarks": landmarks.astype(np.float32).reshape(-1).tolist(),
             }
         )

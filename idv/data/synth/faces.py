@@ -206,6 +206,10 @@ class Identity:
         params.setflags(write=False)
         object.__setattr__(self, "params", params)
 
+    def demographics(self) -> dict[str, str]:
+        """The manifest's demographic columns of this person (every corpus writes them)."""
+        return {"age_band": self.age_band, "sex": self.sex, "skin_tone": self.skin_tone}
+
     def __eq__(self, other: object) -> bool:  # the generated one cannot compare arrays
         if not isinstance(other, Identity):
             return NotImplemented

@@ -50,13 +50,7 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, captures: i
     )
     folder = out / "images" / subject
     folder.mkdir(parents=True, exist_ok=True)
-    common = {
-        "subject_id": subject,
-        "geography": geography,
-        "age_band": identity.age_band,
-        "sex": identity.sex,
-        "skin_tone": identity.skin_tone,
-    }
+    common = {"subject_id": subject, "geography": geography, **identity.demographics()}
     rows = []
     for k in range(captures):
         face = render_face(identity, rng, size=cfg["image_size"], nuisance=nuisance).image
