@@ -7,11 +7,11 @@ curve, the challenge ablation, and frame-level against session-level decisions.
     .venv/bin/python scripts/liveness_figures.py outputs/liveness/train/checkpoints/best.ckpt \
         [--out outputs/liveness/figures] [--ablations mean,gru] [--resamples 1000]
 
-Baselines are trained here with the checkpoint's own config (`idv-train` overrides), on the
-same corpus and seed. Every interval is a subject bootstrap (95%); "vs temporal" is a paired
-subject bootstrap of the EER difference (baseline - temporal: > 0 means the temporal model is
-better; an interval excluding 0 is a significant difference). Writes figures.json and
-figures.md under --out (atomically) and prints the tables.
+Baselines are trained here with the checkpoint's task (`idv-train` overrides), on the same
+corpus and with the same seed. Every interval is a subject bootstrap (95%); "vs temporal" is
+a paired subject bootstrap of the EER difference (baseline - temporal: > 0 means the
+temporal model is better; an interval excluding 0 is a significant difference). Writes
+figures.json and figures.md under --out (atomically) and prints the tables.
 """
 
 from __future__ import annotations
@@ -63,9 +63,11 @@ def score(net, config, dataset) -> dict[str, np.ndarray]:
 
 
 def train_variant(config: Mapping[str, Any], out: Path, overrides: list[str]) -> str:
-    """Train a baseline with the checkpoint's task and corpus; returns its best checkpoint."""
+    """Train a baseline with the checkpoint's task, corpus and seed; returns its best
+    checkpoint."""
     cmd = [
         sys.executable, "-m", "idv.cli.train", f"task={config['task']['name']}",
+        f"seed={config['seed']}",
         f"paths.data_dir={Path(config['data']['manifest']).parents[2]}", "logger=none",
         "callbacks.progress.interactive=false", f"hydra.run.dir={out}", *overrides,
     ]  # fmt: skip
