@@ -15,7 +15,14 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 
-from idv.data.datasets import DatasetFactory, ImageDataset, ManifestDataset, Target, collate
+from idv.data.datasets import (
+    IMPLICIT_DATASET,
+    DatasetFactory,
+    ImageDataset,
+    ManifestDataset,
+    Target,
+    collate,
+)
 from idv.data.manifest import SPLITS, Manifest, ManifestError
 from idv.data.protocols import apply_protocol
 from idv.data.readers import OnError
@@ -194,7 +201,7 @@ def datamodule_config(data: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(data)
     balanced = bool(data.pop("balanced_sampling", False))
     identities = data.pop("identities_per_batch", None)  # P; the sampler now takes K
-    data.setdefault("dataset", {"_target_": "idv.data.datasets.ImageDataset", "_partial_": True})
+    data.setdefault("dataset", dict(IMPLICIT_DATASET))
     if "sampler" not in data:
         data["sampler"] = (
             {"_target_": "idv.data.samplers.identity_balanced", "_partial_": True,

@@ -344,7 +344,9 @@ class ClipDataset(ManifestDataset):
             "session_id", sort=True
         )
         self.session_paths = [group["path"].astype(str).tolist() for _, group in per_session]
-        self.frame_paths = [self._pick(paths) for paths in self.session_paths]
+        self.frame_paths = [
+            [paths[k] for k in self._indices(len(paths))] for paths in self.session_paths
+        ]
 
     @classmethod
     def items_of(cls, frame: pd.DataFrame) -> pd.DataFrame:
@@ -378,27 +380,21 @@ class ClipDataset(ManifestDataset):
         out[rows, [index[n] for n in named[rows]]] = 1.0
         return out
 
-    def _pick(self, paths: list[str]) -> list[str]:
-        if len(paths) >= self.frames:
-            chosen = np.linspace(0, len(paths) - 1, self.frames).round().astype(int)
-            return [paths[k] for k in chosen]
-        return paths + [paths[-1]] * (self.frames - len(paths))
-
-    def _pick_jittered(self, raw: list[np.ndarray], i: int) -> list[np.ndarray]:
-        seed = self.phase_seed if self.phase_seed is not None else i
-        picked = [raw[k] for k in self._jittered(len(raw), np.random.default_rng(seed))]
-        return picked + [picked[-1]] * (self.frames - len(picked))
-
-    def _jittered(self, count: int, rng: np.random.Generator) -> list[int]:
-        """Picks of `count` stored frames: a whole-frame stride, a random first frame."""
-        if self.frames == 1:
-            return [int(rng.integers(0, count))]
-        if count <= self.frames:
-            return list(range(count))
-        stride = (count - 1) // (self.frames - 1)
-        slack = count - 1 - stride * (self.frames - 1)
-        start = int(rng.integers(0, slack + 1))
-        return [start + stride * k for k in range(self.frames)]
+    def _indices(self, count: int, rng: np.random.Generator | None = None) -> list[int]:
+        """Which of a session's `count` stored frames make its clip: evenly spaced, or with
+        `rng` (training jitter) a whole-frame stride from a random first frame (any frame
+        for one); a session shorter than the clip repeats its last frame."""
+        if rng is not None and self.frames == 1:
+            chosen = [int(rng.integers(0, count))]
+        elif count <= self.frames:
+            chosen = list(range(count))
+        elif rng is None:
+            chosen = np.linspace(0, count - 1, self.frames).round().astype(int).tolist()
+        else:
+            stride = (count - 1) // (self.frames - 1)
+            start = int(rng.integers(0, count - stride * (self.frames - 1)))
+            chosen = [start + stride * k for k in range(self.frames)]
+        return chosen + [chosen[-1]] * (self.frames - len(chosen))
 
     def __getitem__(self, key: int | SampleKey) -> Sample | None:
         self.phase_seed = key[1] if isinstance(key, tuple) else None
@@ -419,7 +415,8 @@ class ClipDataset(ManifestDataset):
 
     def to_sample(self, raw: list[np.ndarray], i: int) -> Sample:
         if self.jitter:
-            raw = self._pick_jittered(raw, i)
+            seed = self.phase_seed if self.phase_seed is not None else i
+            raw = [raw[k] for k in self._indices(len(raw), np.random.default_rng(seed))]
         named = {"image" if k == 0 else f"image{k}": frame for k, frame in enumerate(raw)}
         out = self.transform(**named)
         frames = torch.stack([out["image" if k == 0 else f"image{k}"] for k in range(len(raw))])
@@ -435,3 +432,6 @@ class ClipDataset(ManifestDataset):
 
 
 DatasetFactory = Callable[..., ManifestDataset]
+# The dataset of a run config that names none (runs from before datasets were config): an
+# image per manifest row.
+IMPLICIT_DATASET = {"_target_": "idv.data.datasets.ImageDataset", "_partial_": True}

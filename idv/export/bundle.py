@@ -23,6 +23,7 @@ import torch
 from hydra.utils import instantiate
 
 from idv.atomic import replace_dir
+from idv.data.datasets import IMPLICIT_DATASET
 from idv.data.manifest import Manifest
 from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
@@ -46,10 +47,6 @@ class ExportResult:
     files: dict[str, str]  # relative file -> sha256 (SHA256SUMS)
     parity: dict[str, Any]
     card: dict[str, Any]
-
-
-# The modality of runs whose config names no dataset (an image per row).
-_IMAGES = {"_target_": "idv.data.datasets.ImageDataset", "_partial_": True}
 
 
 def read_thresholds(
@@ -141,7 +138,7 @@ def export_bundle(
     corpus, protocol = load_manifest(run_config, manifest, root)
     frames = {s: apply_protocol(corpus.split(s), protocol) for s in ("test", "calib")}
     data = run_config.get("data") or {}
-    dataset = instantiate(data.get("dataset") or _IMAGES, _convert_="all")
+    dataset = instantiate(data.get("dataset") or IMPLICIT_DATASET, _convert_="all")
     held = held_out_items(
         frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or []
     )

@@ -7,6 +7,7 @@ shift colours, so a few spectral bands and a colour histogram already catch the 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, Self
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -51,14 +52,18 @@ def handcrafted_features(images: Iterable[np.ndarray]) -> np.ndarray:
 
 
 class HandcraftedPAD:
-    """Standardised features -> logistic regression; `score` is P(attack)."""
+    """Standardised features -> logistic regression; `score` is P(attack). A subclass for
+    another modality overrides `features` (items -> (N, D))."""
 
     def __init__(self, c: float = 1.0) -> None:
         self.model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
 
-    def fit(self, images: Iterable[np.ndarray], labels: np.ndarray) -> HandcraftedPAD:
-        self.model.fit(handcrafted_features(images), labels)
+    def features(self, items: Iterable[Any]) -> np.ndarray:
+        return handcrafted_features(items)
+
+    def fit(self, items: Iterable[Any], labels: np.ndarray) -> Self:
+        self.model.fit(self.features(items), np.asarray(labels))
         return self
 
-    def score(self, images: Iterable[np.ndarray]) -> np.ndarray:
-        return self.model.predict_proba(handcrafted_features(images))[:, 1]
+    def score(self, items: Iterable[Any]) -> np.ndarray:
+        return self.model.predict_proba(self.features(items))[:, 1]

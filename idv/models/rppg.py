@@ -15,11 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from idv.models.handcrafted import colour_histogram, spectral_bands
+from idv.models.handcrafted import HandcraftedPAD, handcrafted_features
 
 # The skin region of a centred face frame: (top, bottom, left, right) as fractions.
 SKIN_BOX = (0.35, 0.75, 0.25, 0.75)
@@ -80,7 +77,6 @@ def clip_features(frames: Sequence[np.ndarray], fps: float) -> np.ndarray:
     x = [f.astype(np.float32) for f in frames]
     diffs = np.array([np.abs(b - a).mean() for a, b in zip(x, x[1:], strict=False)] or [0.0])
     trace = skin_trace(frames)
-    middle = frames[len(frames) // 2]
     temporal = [
         diffs.mean(),
         diffs.std(),
@@ -89,25 +85,15 @@ def clip_features(frames: Sequence[np.ndarray], fps: float) -> np.ndarray:
         pulse_snr(pos(trace), fps),
         float(np.log1p(trace.std(axis=0)).mean()),
     ]
-    return np.concatenate([temporal, colour_histogram(middle), spectral_bands(middle)])
+    return np.concatenate([temporal, handcrafted_features([frames[len(frames) // 2]])[0]])
 
 
-class HandcraftedLiveness:
+class HandcraftedLiveness(HandcraftedPAD):
     """Frame differences + CHROM / POS pulse SNR + one frame's texture, logistic regression."""
 
-    def __init__(self, fps: float, c: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, fps: float, c: float = 1.0) -> None:
+        super().__init__(c)
         self.fps = float(fps)
-        self.model = make_pipeline(
-            StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed)
-        )
 
     def features(self, clips: Iterable[Sequence[np.ndarray]]) -> np.ndarray:
         return np.stack([clip_features(c, self.fps) for c in clips])
-
-    def fit(self, clips: Iterable[Sequence[np.ndarray]], labels: np.ndarray) -> HandcraftedLiveness:
-        self.model.fit(self.features(clips), np.asarray(labels))
-        return self
-
-    def score(self, clips: Iterable[Sequence[np.ndarray]]) -> np.ndarray:
-        """P(attack) per clip."""
-        return self.model.predict_proba(self.features(clips))[:, 1]
