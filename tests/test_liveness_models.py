@@ -13,7 +13,7 @@ from idv.data.datasets import ClipDataset, collate
 from idv.models.backbones import TimmBackbone
 from idv.models.outputs import DetectionScores
 from idv.models.rppg import HandcraftedLiveness, chrom, pos, pulse_snr
-from idv.models.temporal import ClipClassifier
+from idv.models.temporal import ClipClassifier, PulseSpectrum
 
 AUGMENT = {"normalize": {"mean": [0.5] * 3, "std": [0.25] * 3}, "eval": [], "train": []}
 
@@ -51,6 +51,47 @@ def test_clip_network_scripts_and_rejects_bad_config() -> None:
         ClipClassifier(TimmBackbone("resnet10t"), challenges=2, temporal="lstm")
     with pytest.raises(ValueError, match="challenges"):
         ClipClassifier(TimmBackbone("resnet10t"), challenges=0)
+
+
+BOX = [0.25, 0.75, 0.25, 0.75]
+
+
+def test_pulse_spectrum_peaks_at_the_pulse_and_ignores_brightness() -> None:
+    """A green oscillation of 3 cycles per clip under noise: the green axis' power peaks at
+    bin 3; a constant offset changes nothing (detrended), a gain shifts all bins alike (log)."""
+    t = torch.arange(16, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    frames = 0.05 * torch.randn(1, 16, 3, 8, 8, generator=g)
+    frames[:, :, 1] += 0.2 * torch.sin(2 * torch.pi * 3 * t / 16).reshape(1, 16, 1, 1)
+    pulse = PulseSpectrum(projections=1, cycles=8, hidden=4, box=BOX)
+    with torch.no_grad():
+        pulse.project.weight.copy_(torch.tensor([[0.0, 1.0, 0.0]]))
+        power = pulse.spectrum(frames)[0, 0]
+        assert int(power.argmax()) == 2  # bins are 1..8 cycles per clip
+        torch.testing.assert_close(pulse.spectrum(frames + 0.7), pulse.spectrum(frames))
+        shift = pulse.spectrum(3.0 * frames) - pulse.spectrum(frames)
+        torch.testing.assert_close(
+            shift, torch.full_like(shift, float(np.log(9.0))), atol=0.02, rtol=0
+        )
+    assert pulse.eval()(frames).shape == (1, 4)
+    with pytest.raises(ValueError, match="box"):
+        PulseSpectrum(projections=1, cycles=8, hidden=4, box=[0.8, 0.2, 0.0, 1.0])
+
+
+def test_backbone_stride_sees_every_other_frame_and_pulse_every_frame() -> None:
+    torch.manual_seed(0)
+    backbone = TimmBackbone("resnet10t", in_chans=6)
+    plain = ClipClassifier(backbone, 2, temporal="gru", backbone_stride=2).eval()
+    x, c = torch.rand(2, 8, 3, 32, 32), torch.tensor([0, 1])
+    odd = x.clone()
+    odd[:, 1::2] = torch.rand(2, 4, 3, 32, 32)
+    torch.testing.assert_close(plain(odd, c)["attack"], plain(x, c)["attack"])
+    pulse = {"projections": 2, "cycles": 4, "hidden": 8, "box": BOX}
+    net = ClipClassifier(backbone, 2, temporal="gru", backbone_stride=2, pulse=pulse).eval()
+    assert not torch.allclose(net(odd, c)["attack"], net(x, c)["attack"])
+    torch.testing.assert_close(torch.jit.script(net)(x, c)["attack"], net(x, c)["attack"])
+    with pytest.raises(ValueError, match="backbone_stride"):
+        ClipClassifier(backbone, 2, backbone_stride=0)
 
 
 def test_fusion_rules() -> None:
