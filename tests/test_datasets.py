@@ -82,6 +82,9 @@ def test_metadata_is_a_float_input(tmp_path: Path) -> None:
         ImageDataset(frame, tmp_path, FLIP, "eval", SPECIES, metadata=["iso"])
     with pytest.raises(ValueError, match="needs manifest column"):
         ImageDataset(frame.drop(columns="path"), tmp_path, FLIP, "eval", SPECIES)
+    # A missing value of a metadata column names the sample (a null is no measurement).
+    with pytest.raises(ValueError, match="metadata of sample 'a' is not finite"):
+        ImageDataset(frame.assign(fps=[None]), tmp_path, FLIP, "eval", SPECIES, metadata=["fps"])
 
 
 def clip_frame(tmp_path: Path) -> pd.DataFrame:

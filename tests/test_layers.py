@@ -45,7 +45,8 @@ def modules(package: str) -> list[str]:
 RULES = [
     (
         "serving: torch-free-capable, no training stack or code",
-        modules("idv.serving") + ["idv.thresholds", "idv.kinds", "idv.imaging", "idv.atomic"],
+        modules("idv.serving")
+        + ["idv.thresholds", "idv.kinds", "idv.imaging", "idv.atomic", "idv.capture_metadata"],
         [*TRAINING, "torch", "pandas", "idv.tasks", "idv.data", "idv.models", "idv.export"],
     ),
     (

@@ -21,6 +21,7 @@ GENERATORS = {
     "faces": "idv.data.synth.face_corpus:generate_face_corpus",
     "pad": "idv.data.synth.pad_corpus:generate_pad_corpus",
     "clips": "idv.data.synth.clip_corpus:generate_clip_corpus",
+    "deepfakes": "idv.data.synth.deepfake_corpus:generate_deepfake_corpus",
 }
 
 

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from idv.data.augment.pipeline import Stage, build_transforms, reseed
+from idv.data.augment.sbi import PseudoFakes
 from idv.data.readers import ImageReadError, OnError, read_image
 from idv.data.samplers import SampleKey
 
@@ -133,6 +134,7 @@ class ManifestDataset(Dataset):
             self.labels = self.items["label"].to_numpy(dtype=np.int64)
         index = {name: i for i, name in enumerate(species)}
         self.species = self.items["attack_type"].map(index).to_numpy(dtype=np.int64)
+        self.species_names = list(species)
         self.transform = build_transforms(
             augment, stage, seed=seed, additional_targets=self.additional_targets()
         )
@@ -206,7 +208,10 @@ class ImageDataset(ManifestDataset):
     """One image per sample (`path`). `mask=True`: a pixel mask per sample (`mask_path`, a
     greyscale image, values > 0 = 1; a sample without one has an all-zero mask), a training
     target augmented with the image's geometry. `metadata`: manifest columns stacked into a
-    float32 vector input `metadata` (capture metadata for a detector that reads both)."""
+    float32 vector input `metadata` (capture metadata for a detector that reads both).
+    `pseudo_fakes` (training only; `idv.data.augment.sbi.PseudoFakes` fields): bona fide
+    images become fresh self-blended attacks of its species with its probability, drawn
+    from the sample's epoch seed (reproducible across resumes and workers)."""
 
     required_columns = ("path",)
 
@@ -220,21 +225,34 @@ class ImageDataset(ManifestDataset):
         *,
         mask: bool = False,
         metadata: Sequence[str] = (),
+        pseudo_fakes: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.mask = bool(mask)
+        self.pseudo_fakes = PseudoFakes(**dict(pseudo_fakes)) if pseudo_fakes else None
+        if self.pseudo_fakes is not None and self.pseudo_fakes.species not in species:
+            raise ValueError(
+                f"ImageDataset: pseudo_fakes species {self.pseudo_fakes.species!r} is not in "
+                f"the task's species {list(species)}"
+            )
+        if stage != "train":
+            self.pseudo_fakes = None
+        self.sample_seed: int | None = None
         self.metadata = list(metadata)
         if self.mask and "mask_path" not in frame.columns:
             raise ValueError(f"ImageDataset(mask=True) needs a mask_path column ({list(frame)})")
         missing = [c for c in self.metadata if c not in frame.columns]
         if missing:
-            raise ValueError(f"ImageDataset: metadata column(s) {missing} not in the manifest")
+            raise ValueError(
+                f"ImageDataset ({root}): metadata column(s) {missing} not in the manifest "
+                f"(columns: {sorted(frame.columns)})"
+            )
         self.input_names = ("image", "metadata") if self.metadata else ("image",)
         self.target_names = ("mask",) if self.mask else ()
         super().__init__(frame, root, augment, stage, species, **kwargs)
         self.paths = self.items["path"].astype(str).tolist()
         if self.metadata:
-            values = self.items[self.metadata].to_numpy(dtype=np.float32)
+            values = np.array(self.items[self.metadata].to_numpy(dtype=np.float32))  # writable
             if not np.isfinite(values).all():
                 row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
                 raise ValueError(
@@ -257,8 +275,17 @@ class ImageDataset(ManifestDataset):
             out["metadata"] = self.metadata_values[i]
         return out
 
+    def __getitem__(self, key: int | SampleKey) -> Sample | None:
+        self.sample_seed = key[1] if isinstance(key, tuple) else None
+        return super().__getitem__(key)
+
     def to_sample(self, raw: tuple[np.ndarray, np.ndarray | None], i: int) -> Sample:
         image, mask = raw
+        fake = None
+        if self.pseudo_fakes is not None and self.labels[i] == 0:
+            seed = [i] if self.sample_seed is None else [self.sample_seed, i]
+            fake = self.pseudo_fakes(image, np.random.default_rng(seed))
+            image = image if fake is None else fake
         if mask is None:
             out = self.transform(image=image)
             targets = {}
@@ -268,6 +295,9 @@ class ImageDataset(ManifestDataset):
         inputs = {"image": out["image"]}
         if self.metadata:
             inputs["metadata"] = torch.from_numpy(self.metadata_values[i])
+        if fake is not None:
+            species = self.species_names.index(self.pseudo_fakes.species)
+            return Sample(inputs, targets, 1, species, self.sample_ids[i])
         return self._sample(i, inputs, targets)
 
 

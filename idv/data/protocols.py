@@ -5,6 +5,9 @@
   the test report shows how the detector copes with an attack it never saw.
 - `cross_device`: train, val and calib keep only the `train_devices`; test keeps only the
   `test_devices` (capture devices never seen in training).
+- `cross_species`: train, val and calib keep bona fide and the `fit_species`; test keeps bona
+  fide and the `test_species` (e.g. `sbi_only`: fit on self-blended images, test on face
+  swaps, reenactment and synthesis).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+
+from idv.data.manifest import BONA_FIDE
 
 FIT_SPLITS = ("train", "val", "calib")
 
@@ -53,8 +58,23 @@ def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> p
         keep = (fit & frame["capture_device"].isin(train)) | (
             ~fit & frame["capture_device"].isin(test)
         )
+    elif name == "cross_species":
+        fit_species, test_species = list(protocol["fit_species"]), list(protocol["test_species"])
+        _check_values(frame, "attack_type", fit_species + test_species, name)
+        if set(fit_species) & set(test_species):
+            raise ValueError(
+                f"protocol cross_species: species {sorted(set(fit_species) & set(test_species))}"
+                " are in both fit_species and test_species"
+            )
+        bona = frame["attack_type"] == BONA_FIDE
+        keep = (
+            bona
+            | (fit & frame["attack_type"].isin(fit_species))
+            | (~fit & frame["attack_type"].isin(test_species))
+        )
     else:
         raise ValueError(
-            f"unknown protocol {name!r}; expected default, unseen_attack or cross_device"
+            f"unknown protocol {name!r}; expected default, unseen_attack, cross_device or "
+            "cross_species"
         )
     return frame[keep.to_numpy()].reset_index(drop=True)

@@ -80,8 +80,9 @@ class DetectionScorer(ServingWrapper):
 
     @classmethod
     def from_run_config(cls, net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
-        """The scorer of the run's network inputs (`task.module.inputs`): images, or clips
-        with their asked challenge; its outputs: the network's, then the fused ones."""
+        """The scorer of the run's network inputs (`task.module.inputs`): images, images with
+        capture metadata, or clips with their asked challenge; its outputs: the network's,
+        then the fused ones."""
         module = (run_config.get("task") or {}).get("module") or {}
         names = list(module.get("outputs") or ["score"])
         fused = dict(module.get("fused") or {})
@@ -89,6 +90,8 @@ class DetectionScorer(ServingWrapper):
         norm = augment_of(run_config)["normalize"]
         if inputs == ("frames", "challenge"):
             kind: type[DetectionScorer] = ClipScorer
+        elif inputs == ("image", "metadata"):
+            kind = ImageMetadataScorer
         elif inputs == ("image",):
             kind = cls if len(names) == 1 else MultiOutputScorer
         else:
@@ -106,6 +109,18 @@ class MultiOutputScorer(DetectionScorer):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         logits: dict[str, torch.Tensor] = self.net(self.normalise(image))
         return self.head(logits)
+
+
+class ImageMetadataScorer(DetectionScorer):
+    """An image with its capture metadata (deepfake / injection): `image` float32 (N, 3, H, W)
+    RGB 0-255 and `metadata` float32 (N, D) (preprocess.json `inputs.metadata.columns`
+    order, raw values: the network standardises them) in; the one probability out."""
+
+    input_names = ["image", "metadata"]
+
+    def forward(self, image: torch.Tensor, metadata: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(self.normalise(image), metadata.to(torch.float32))
+        return self.head({self.output_names[0]: logits})
 
 
 class ClipScorer(DetectionScorer):

@@ -85,10 +85,13 @@ class PulseSpectrum(nn.Module):
     and its power read at 1..`cycles` cycles per clip (a DFT at fixed relative frequencies: the
     same features for any clip length, evenly spaced frames assumed). Log power turns a
     brightness gain into a shift common to all bins, so in-band vs out-of-band (the SNR the
-    hand-crafted baseline uses) is a difference the MLP can learn."""
+    hand-crafted baseline uses) is a difference the MLP can learn. `eps`, added to the power,
+    sits near the camera-noise floor of a skin-box mean (~1e-4 in normalised units): it bounds
+    the log's gradient on a still clip (1e-6 let the projection's steps blow up and stall
+    debug=overfit at some seeds)."""
 
     def __init__(
-        self, projections: int, cycles: int, hidden: int, box: Sequence[float], eps: float = 1e-6
+        self, projections: int, cycles: int, hidden: int, box: Sequence[float], eps: float = 1e-4
     ) -> None:
         super().__init__()
         if projections < 1 or cycles < 1:

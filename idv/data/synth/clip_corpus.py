@@ -42,7 +42,7 @@ from idv.data.manifest import BONA_FIDE
 from idv.data.synth.capture import capture, devices_from_config
 from idv.data.synth.face_corpus import nuisance_from_config
 from idv.data.synth.faces import FaceState, Identity, render_face, sample_identity
-from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick, render_parallel
+from idv.data.synth.writer import build_corpus, identity_rng, pick
 
 CLIP_STRATA = ("label", "attack_type")
 NONE = "none"  # `performed` of a clip that performs no challenge
@@ -358,9 +358,7 @@ def generate_clip_corpus(
     fn = functools.partial(
         _render_identity, cfg=merged, seed=seed, sessions=int(size["sessions_per_identity"])
     )
-    with CorpusDir(out) as tmp:
-        rows = render_parallel(fn, int(size["identities"]), tmp, workers)
-        frame = finish_manifest(
-            rows, tmp, seed=seed, fractions=cfg["split_fractions"], stratify=CLIP_STRATA
-        )
-    return frame
+    return build_corpus(
+        fn, int(size["identities"]), out, seed=seed, workers=workers,
+        fractions=cfg["split_fractions"], stratify=CLIP_STRATA,
+    )  # fmt: skip

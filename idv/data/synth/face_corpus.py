@@ -20,7 +20,7 @@ from PIL import Image
 from idv.data.align import align_face, alignment_transform, warp_points
 from idv.data.synth.faces import FaceRender, Nuisance, render_face, sample_identity
 from idv.data.synth.portrait import PortraitStyle, render_portrait
-from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick, render_parallel
+from idv.data.synth.writer import build_corpus, identity_rng, pick
 
 FACE_STRATA = ("sex", "age_band", "skin_tone")
 
@@ -91,9 +91,7 @@ def generate_face_corpus(
         images=int(size["images_per_identity"]),
         portraits=int(size.get("portraits_per_identity", 0)),
     )
-    with CorpusDir(out) as tmp:
-        rows = render_parallel(fn, int(size["identities"]), tmp, workers)
-        frame = finish_manifest(
-            rows, tmp, seed=seed, fractions=cfg["split_fractions"], stratify=FACE_STRATA
-        )
-    return frame
+    return build_corpus(
+        fn, int(size["identities"]), out, seed=seed, workers=workers,
+        fractions=cfg["split_fractions"], stratify=FACE_STRATA,
+    )  # fmt: skip

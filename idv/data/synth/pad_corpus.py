@@ -16,7 +16,7 @@ from idv.data.manifest import BONA_FIDE
 from idv.data.synth.capture import capture, devices_from_config
 from idv.data.synth.face_corpus import nuisance_from_config
 from idv.data.synth.faces import render_face, sample_identity
-from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick, render_parallel
+from idv.data.synth.writer import build_corpus, identity_rng, pick
 
 PAD_STRATA = ("label", "attack_type")
 # Keyword and config key of each species' period parameter.
@@ -102,9 +102,7 @@ def generate_pad_corpus(
     fn = functools.partial(
         _render_identity, cfg=dict(cfg), seed=seed, captures=int(size["captures_per_identity"])
     )
-    with CorpusDir(out) as tmp:
-        rows = render_parallel(fn, int(size["identities"]), tmp, workers)
-        frame = finish_manifest(
-            rows, tmp, seed=seed, fractions=cfg["split_fractions"], stratify=PAD_STRATA
-        )
-    return frame
+    return build_corpus(
+        fn, int(size["identities"]), out, seed=seed, workers=workers,
+        fractions=cfg["split_fractions"], stratify=PAD_STRATA,
+    )  # fmt: skip

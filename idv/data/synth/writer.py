@@ -84,3 +84,21 @@ def finish_manifest(
 
 def pick(rng: np.random.Generator, values: Sequence[str]) -> str:
     return str(values[int(rng.integers(len(values)))])
+
+
+def build_corpus(
+    render_identity: Callable[[int, Path], list[dict[str, Any]]],
+    identities: int,
+    out: str | os.PathLike,
+    *,
+    seed: int,
+    workers: int,
+    fractions: Mapping[str, float],
+    stratify: Sequence[str],
+) -> pd.DataFrame:
+    """Every corpus' last step: render each identity (in parallel) into a temporary directory,
+    split by subject, write the manifest, and swap the directory in atomically."""
+    with CorpusDir(out) as tmp:
+        rows = render_parallel(render_identity, identities, tmp, workers)
+        frame = finish_manifest(rows, tmp, seed=seed, fractions=fractions, stratify=stratify)
+    return frame
