@@ -134,11 +134,11 @@ class ManifestDataset(Dataset):
             self.labels = self.items["label"].to_numpy(dtype=np.int64)
         index = {name: i for i, name in enumerate(species)}
         self.species = self.items["attack_type"].map(index).to_numpy(dtype=np.int64)
-        self.species_names = list(species)
         self.transform = build_transforms(
             augment, stage, seed=seed, additional_targets=self.additional_targets()
         )
         self.decoded: list[Any] | None = None
+        self.item_seed: int | None = None
 
     # -------------------------------------------------------------------- per modality
 
@@ -192,7 +192,8 @@ class ManifestDataset(Dataset):
             i, seed = key
             reseed(self.transform, seed)
         else:
-            i = key
+            i, seed = key, None
+        self.item_seed = seed  # for per-sample draws beyond the transform (to_sample)
         raw = self.decoded[i] if self.decoded is not None else self._read(i)
         if raw is None:
             return None
@@ -237,7 +238,9 @@ class ImageDataset(ManifestDataset):
             )
         if stage != "train":
             self.pseudo_fakes = None
-        self.sample_seed: int | None = None
+        self.pseudo_species = (
+            list(species).index(self.pseudo_fakes.species) if self.pseudo_fakes else -1
+        )
         self.metadata = list(metadata)
         if self.mask and "mask_path" not in frame.columns:
             raise ValueError(f"ImageDataset(mask=True) needs a mask_path column ({list(frame)})")
@@ -275,15 +278,11 @@ class ImageDataset(ManifestDataset):
             out["metadata"] = self.metadata_values[i]
         return out
 
-    def __getitem__(self, key: int | SampleKey) -> Sample | None:
-        self.sample_seed = key[1] if isinstance(key, tuple) else None
-        return super().__getitem__(key)
-
     def to_sample(self, raw: tuple[np.ndarray, np.ndarray | None], i: int) -> Sample:
         image, mask = raw
         fake = None
         if self.pseudo_fakes is not None and self.labels[i] == 0:
-            seed = [i] if self.sample_seed is None else [self.sample_seed, i]
+            seed = [i] if self.item_seed is None else [self.item_seed, i]
             fake = self.pseudo_fakes(image, np.random.default_rng(seed))
             image = image if fake is None else fake
         if mask is None:
@@ -296,8 +295,7 @@ class ImageDataset(ManifestDataset):
         if self.metadata:
             inputs["metadata"] = torch.from_numpy(self.metadata_values[i])
         if fake is not None:
-            species = self.species_names.index(self.pseudo_fakes.species)
-            return Sample(inputs, targets, 1, species, self.sample_ids[i])
+            return Sample(inputs, targets, 1, self.pseudo_species, self.sample_ids[i])
         return self._sample(i, inputs, targets)
 
 
@@ -340,7 +338,6 @@ class ClipDataset(ManifestDataset):
             raise ValueError(f"ClipDataset needs frames >= 1, got {frames}")
         self.frames = int(frames)
         self.jitter = bool(temporal_jitter) and stage == "train"
-        self.phase_seed: int | None = None
         self.challenges = list(challenges)
         self.column_targets = list(targets)
         self.challenge_targets = list(challenge_targets)
@@ -426,10 +423,6 @@ class ClipDataset(ManifestDataset):
             chosen = [start + stride * k for k in range(self.frames)]
         return chosen + [chosen[-1]] * (self.frames - len(chosen))
 
-    def __getitem__(self, key: int | SampleKey) -> Sample | None:
-        self.phase_seed = key[1] if isinstance(key, tuple) else None
-        return super().__getitem__(key)
-
     def additional_targets(self) -> dict[str, str]:
         return {f"image{k}": "image" for k in range(1, self.frames)}
 
@@ -445,7 +438,7 @@ class ClipDataset(ManifestDataset):
 
     def to_sample(self, raw: list[np.ndarray], i: int) -> Sample:
         if self.jitter:
-            seed = self.phase_seed if self.phase_seed is not None else i
+            seed = self.item_seed if self.item_seed is not None else i
             raw = [raw[k] for k in self._indices(len(raw), np.random.default_rng(seed))]
         named = {"image" if k == 0 else f"image{k}": frame for k, frame in enumerate(raw)}
         out = self.transform(**named)

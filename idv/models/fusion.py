@@ -24,6 +24,11 @@ import torch
 from torch import nn
 
 
+def noise_residual(image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The image minus its 3x3 mean (`box`: (3, 1, 3, 3) of 1/9, zero padding)."""
+    return image - nn.functional.conv2d(image, box.to(image.dtype), padding=1, groups=3)
+
+
 class NoiseResidualStats(nn.Module):
     """Per channel: log standard deviation, log mean absolute value and log fourth moment
     (normalised by the variance squared, a kurtosis) of the image minus its 3x3 mean: the
@@ -37,8 +42,11 @@ class NoiseResidualStats(nn.Module):
         self.register_buffer("box", torch.full((3, 1, 3, 3), 1.0 / 9.0))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, 9)
-        smooth = nn.functional.conv2d(image, self.box, padding=1, groups=3)
-        r = (image - smooth)[:, :, 1:-1, 1:-1].flatten(2)
+        return self.from_residual(noise_residual(image, self.box))
+
+    def from_residual(self, residual: torch.Tensor) -> torch.Tensor:
+        """The statistics of a residual `noise_residual` made (its 1-px border left out)."""
+        r = residual[:, :, 1:-1, 1:-1].flatten(2)
         var = r.pow(2).mean(dim=2)
         stats = [
             0.5 * torch.log(var + self.eps),
@@ -91,15 +99,18 @@ class ImageMetadataClassifier(nn.Module):
 
     def forward(self, image: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
         parts: list[torch.Tensor] = []
+        # One residual for both readers (the backbone's extra channels, the statistics).
+        residual = torch.zeros(0)
+        if self.residual_input or self.residual is not None:
+            residual = noise_residual(image.float(), self.box)
         if self.backbone is not None:
             x = image
             if self.residual_input:
-                smooth = nn.functional.conv2d(image, self.box.to(image.dtype), padding=1, groups=3)
-                x = torch.cat([image, self.residual_gain * (image - smooth)], dim=1)
+                x = torch.cat([image, self.residual_gain * residual.to(image.dtype)], dim=1)
             parts.append(self.backbone(x))
         if self.meta is not None:
             m = metadata.to(image.dtype)
             if self.residual is not None:
-                m = torch.cat([m, self.residual(image.float()).to(image.dtype)], dim=1)
+                m = torch.cat([m, self.residual.from_residual(residual).to(image.dtype)], dim=1)
             parts.append(self.meta(m))
         return self.head(self.dropout(torch.cat(parts, dim=1)))

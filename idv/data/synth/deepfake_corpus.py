@@ -244,15 +244,15 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, captures: i
             {**common, "sample_id": sample_id, "path": f"images/{subject}/{sample_id}.jpg", **row}
         )
 
-    def shoot(image: np.ndarray) -> tuple[bytes, str]:
+    def shoot(image: np.ndarray) -> tuple[bytes, np.ndarray, str]:
         device = devices[int(rng.integers(len(devices)))]
-        data, _ = capture(np.clip(image, 0, 255).astype(np.uint8), rng, device, cfg["capture"])
-        return data, device.name
+        data, pixels = capture(np.clip(image, 0, 255).astype(np.uint8), rng, device, cfg["capture"])
+        return data, pixels, device.name
 
     for k in range(captures):
         state = _state(rng, cfg)
         target = _render(identity, state, size, nuisance, rng)
-        data, device = shoot(target.image)
+        data, _, device = shoot(target.image)
         bona_id = f"{subject}_c{k:02d}"
         kind = (
             "benign_virtual"
@@ -291,7 +291,7 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, captures: i
                 )
             attack_id = f"{bona_id}_a{a}"
             if image is not None:
-                data, device = shoot(image)
+                data, _, device = shoot(image)
             elif rng.random() < cfg["injection"]["clean_render_share"]:
                 # Rendered frames straight into a virtual camera: an encoder, no sensor.
                 clean = _render(identity, _state(rng, cfg), size, nuisance, rng).image
@@ -299,10 +299,9 @@ def _render_identity(index: int, out: Path, *, cfg: dict, seed: int, captures: i
                 data, device = _encode(clean, int(rng.integers(lo, hi + 1))), "virtual"
             else:
                 # A genuine capture recorded earlier, replayed into the stream and re-encoded.
-                recorded, device = shoot(
+                _, decoded, device = shoot(
                     _render(identity, _state(rng, cfg), size, nuisance, rng).image
                 )
-                decoded = np.asarray(Image.open(io.BytesIO(recorded)).convert("RGB"))
                 lo, hi = cfg["injection"]["reencode_jpeg_quality"]
                 data = _encode(decoded, int(rng.integers(lo, hi + 1)))
             write(attack_id, data, {
