@@ -11,6 +11,14 @@ vector), with the same thread
 count for every runtime. Runtimes take turns in blocks of calls over several rounds, so a noisy
 machine slows all of them alike. The last line is the ratio of eager to the faster served backend at
 single-item p50 (goal: >= 2x).
+
+    .venv/bin/python scripts/bench_serving.py --photos outputs/face_match/bundle
+
+measures a face bundle from photo to decision instead: `verify(photo, enrolled embedding)`
+(decode the JPEG, detect with MTCNN, choose and align the face, embed, decide) per backend at
+640x480 and 1920x1080, p50 / p99 on one thread, beside its parts: the decode alone, the
+detection alone (MTCNN on the photo as served: downscaled to the policy's max_side) and the
+crop-only figure (an aligned crop embedded and decided).
 """
 
 from __future__ import annotations
@@ -26,12 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import idv  # noqa: F401  (offline switches first)
-from idv.export.formats import export_formats
-from idv.export.preprocess import input_spec
-from idv.export.wrappers import augment_of, build_wrapper
-from idv.models.checkpoint import net_from_checkpoint
-from idv.serving.backends import load_backend
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import idv  # noqa: F401,E402  (offline switches first)
+from idv.export.formats import export_formats  # noqa: E402
+from idv.export.preprocess import input_spec  # noqa: E402
+from idv.export.wrappers import augment_of, build_wrapper  # noqa: E402
+from idv.models.checkpoint import net_from_checkpoint  # noqa: E402
+from idv.serving import load_bundle  # noqa: E402
+from idv.serving.backends import load_backend  # noqa: E402
 
 BLOCK_WARMUP = 5
 
@@ -46,9 +57,70 @@ def model_input(spec: dict, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
+PHOTO_SIZES = ((640, 480), (1920, 1080))
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def photo_latency(bundle_dir: str, threads: int, iters: int, warmup: int) -> dict:
+    """Photo-to-decision latency of a face bundle per backend and photo size (see the
+    module docstring); runtimes take turns per size, in blocks."""
+    from face_photos import save, scene
+
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        files = {
+            f"{w}x{h}": save(scene(w, h, h // 2, rng), Path(tmp) / f"{w}x{h}.jpg")
+            for w, h in PHOTO_SIZES
+        }
+        from idv.faces.acquisition import downscale
+        from idv.imaging import read_image
+
+        bundles = {b: load_bundle(bundle_dir, backend=b, threads=threads)
+                   for b in ("torchscript", "onnxruntime")}  # fmt: skip
+        for size, file in files.items():
+            decoded = read_image(file)
+            for backend, bundle in bundles.items():
+                (acquired,) = bundle.acquire(file)
+                if not acquired.acquired:
+                    raise RuntimeError(f"{file}: no face acquired ({acquired.report()})")
+                enrolled = bundle.embed(acquired.crop, aligned=True)
+                small = downscale(decoded, bundle.acquisition.max_side)[0]
+                b, f, e, c, d = bundle, file, enrolled, acquired.crop, small
+                calls = {
+                    "photo_to_decision": lambda b=b, f=f, e=e: b.verify(f, e),
+                    "decode": lambda f=f: read_image(f),
+                    "detect": lambda b=b, d=d: b.detector.detect(d),
+                    "crop_only": lambda b=b, c=c, e=e: b.verify(c, e, aligned=True),
+                }
+                for name, call in calls.items():
+                    for _ in range(warmup):
+                        call()
+                    times = []
+                    for _ in range(iters):
+                        start = time.perf_counter()
+                        call()
+                        times.append(time.perf_counter() - start)
+                    rows.setdefault(size, {}).setdefault(backend, {})[name] = _percentiles(times)
+    print(f"{bundle_dir}: photo -> decision, {threads} thread(s), {iters} calls each")
+    print(f"{'size':<11}{'backend':<13}" + "".join(f"{c + ' p50/p99 ms':>28}" for c in calls))
+    for size, per_backend in rows.items():
+        for backend, figures in per_backend.items():
+            cells = "".join(
+                f"{figures[c]['p50_ms']:>19.2f} /{figures[c]['p99_ms']:>7.2f}" for c in calls
+            )
+            print(f"{size:<11}{backend:<13}{cells}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ckpt", help="checkpoint written by idv-train")
+    parser.add_argument("ckpt", nargs="?", help="checkpoint written by idv-train")
+    parser.add_argument("--photos", metavar="BUNDLE", help="a face bundle: photo -> decision")
     parser.add_argument("--threads", type=int, default=None, help="default: torch's default")
     parser.add_argument("--iters", type=int, default=300, help="single-item calls per runtime")
     parser.add_argument("--warmup", type=int, default=30)
@@ -57,6 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=5, help="rotations of the runtimes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.photos:
+        result = photo_latency(args.photos, args.threads or 1, args.iters // 5, args.warmup // 5)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+    if not args.ckpt:
+        parser.error("give a checkpoint, or --photos BUNDLE")
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

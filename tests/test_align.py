@@ -10,7 +10,8 @@ import pytest
 from skimage import data
 from skimage.transform import SimilarityTransform
 
-from idv.data.align import (
+from idv.data.face_detect import FaceDetector
+from idv.faces.align import (
     ARCFACE_TEMPLATE_112,
     align_face,
     alignment_transform,
@@ -18,7 +19,6 @@ from idv.data.align import (
     template,
     warp_points,
 )
-from idv.data.face_detect import FaceDetector
 
 
 def similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:

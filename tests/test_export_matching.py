@@ -10,19 +10,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from PIL import Image
+from skimage import data
 
 from idv.calibration.matching import calibrate_matching
-from idv.data.align import ARCFACE_TEMPLATE_112
 from idv.data.manifest import write_manifest
 from idv.export.bundle import export_bundle
 from idv.export.parity import ParityOptions
 from idv.export.wrappers import EmbeddingScorer, build_wrapper
+from idv.faces.align import ARCFACE_TEMPLATE_112
 from idv.serving import load_bundle
 from idv.serving.gallery import Gallery
 from idv.serving.preprocess import prepare
@@ -122,6 +125,30 @@ def matching(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """Real and generated photos, one per outcome: scikit-image's astronaut (one face), its
+    mirror image at another scale, a 2048-px upscale (downscaled before detection), coffee
+    (no face), two faces side by side, a 20x20 image (too small) and a corrupt JPEG."""
+    root = tmp_path_factory.mktemp("photos")
+    astronaut = data.astronaut()
+    images = {
+        "astronaut": astronaut,
+        "mirrored": cv2.resize(np.ascontiguousarray(astronaut[:, ::-1]), (400, 400)),
+        "large": cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_LINEAR),
+        "coffee": data.coffee(),
+        "two_faces": np.concatenate([astronaut[:300, 100:350]] * 2, axis=1),
+        "tiny": cv2.resize(astronaut[0:300, 74:374], (20, 20), interpolation=cv2.INTER_AREA),
+    }
+    files = {}
+    for name, image in images.items():
+        files[name] = root / f"{name}.png"
+        Image.fromarray(np.ascontiguousarray(image)).save(files[name])
+    files["corrupt"] = root / "corrupt.jpg"
+    files["corrupt"].write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return files
+
+
 def _eager(matching, files) -> np.ndarray:
     spec = json.loads((matching["dir"] / "preprocess.json").read_text())
     with torch.inference_mode():
@@ -178,11 +205,11 @@ def test_bundle_describes_alignment_card_and_thresholds(matching) -> None:
 def test_embed_verify_identify(matching, backend) -> None:
     bundle = load_bundle(matching["dir"], backend=backend)
     files = matching["files"][:12]
-    emb = bundle.embed(files)
+    emb = bundle.embed(files, aligned=True)
     assert emb.shape == (12, DIM) and emb.dtype == np.float32
     np.testing.assert_allclose(emb, _eager(matching, files), atol=TOL, rtol=0)
 
-    sims, decisions = bundle.verify(files[:4], files[:4])
+    sims, decisions = bundle.verify(files[:4], files[:4], aligned=True)
     np.testing.assert_allclose(sims, 1.0, atol=1e-5)
     assert list(decisions) == ["match"] * 4
     sims2, _ = bundle.verify(emb[:1], emb)  # embeddings, one against many
@@ -191,7 +218,7 @@ def test_embed_verify_identify(matching, backend) -> None:
     gallery = Gallery()
     ids = matching["frame"]["subject_id"].to_numpy()[:12]
     gallery.enrol(emb, ids)
-    found = bundle.identify(files[5:7], gallery, k=3)
+    found = bundle.identify(files[5:7], gallery, k=3, aligned=True)
     assert [c[0]["id"] for c in found] == list(ids[5:7])
     assert found[0][0]["rank"] == 1 and found[0][0]["decision"] == "match"
     # Candidates are decided at the 1:N (FPIR) threshold, not the 1:1 one.
@@ -209,12 +236,14 @@ def test_embed_verify_identify(matching, backend) -> None:
         bundle.score(files[:1])
 
 
-def test_onnxruntime_matching_imports_no_torch(matching) -> None:
+def test_onnxruntime_matching_imports_no_torch(matching, photos) -> None:
     script = (
         "import json, sys\n"
         "from idv.serving import load_bundle\n"
         f"b = load_bundle({str(matching['dir'])!r}, backend='onnxruntime')\n"
-        f"s, d = b.verify({matching['files'][:2]!r}, {matching['files'][1:3]!r})\n"
+        f"s, d = b.verify({matching['files'][:2]!r}, {matching['files'][1:3]!r}, aligned=True)\n"
+        f"photo = b.acquire({str(photos['astronaut'])!r})[0]\n"
+        "assert photo.acquired and photo.crop.shape == (112, 112, 3), photo.report()\n"
         "print(json.dumps({'modules': sorted(sys.modules), 'sims': s.tolist()}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -232,3 +261,84 @@ def test_detection_thresholds_are_refused_for_a_matching_checkpoint(matching, tm
     ckpt = Path(matching["result"].card["checkpoint"]["path"])
     with pytest.raises(ValueError, match="kind 'matching'"):
         export_bundle(ckpt, tmp_path / "t.json", tmp_path / "b")
+
+
+# ---- photos: detection and alignment inside the bundle ----------------------------------
+
+
+def test_the_bundle_carries_a_detector_in_parity_with_facenet(matching) -> None:
+    spec = json.loads((matching["dir"] / "preprocess.json").read_text())["acquisition"]
+    assert spec["policy"]["several_faces"] == "dominance" and spec["detector"]["min_face_size"]
+    for stage in ("pnet", "rnet", "onet"):
+        for name in ("model.ts", "model.onnx"):
+            assert f"detector/{stage}/{name}" in matching["result"].files
+    parity = json.loads((matching["dir"] / "parity.json").read_text())["detector"]
+    assert set(parity) == {"torchscript", "onnxruntime"}
+    for figures in parity.values():  # 4 real photos (4 faces) + the held-out crops (none)
+        assert figures["images"] > 4 and figures["faces"] == 4
+        assert figures["tolerance_px"] == 1.0 and figures["max_box_px"] < 0.01
+    assert "Face detector (MTCNN in the bundle)" in (matching["dir"] / "model_card.md").read_text()
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnxruntime"])
+def test_photos_are_detected_aligned_or_refused_with_a_reason(matching, photos, backend):
+    from idv.data.face_detect import FaceDetector
+    from idv.faces.align import align_face
+
+    bundle = load_bundle(matching["dir"], backend=backend)
+    order = ["astronaut", "mirrored", "large", "coffee", "two_faces", "tiny", "corrupt"]
+    found = {name: a for name, a in zip(order, bundle.acquire([photos[n] for n in order]),
+                                        strict=True)}  # fmt: skip
+    outcome = {name: a.failure for name, a in found.items()}
+    assert outcome == {
+        "astronaut": None, "mirrored": None, "large": None, "coffee": "no_face",
+        "two_faces": "several_faces", "tiny": "too_small", "corrupt": "unreadable",
+    }  # fmt: skip
+    # The crop is facenet-pytorch's MTCNN + align_face on the photo, within a pixel.
+    (reference,) = FaceDetector().detect(data.astronaut())
+    served = found["astronaut"].face
+    assert np.abs(served.box - reference.box).max() < 1.0
+    assert np.abs(served.landmarks - reference.landmarks).max() < 1.0
+    expected = align_face(data.astronaut(), reference.landmarks)
+    assert np.abs(found["astronaut"].crop.astype(int) - expected).mean() < 1.0
+    # The 2048-px photo was detected at max_side and mapped back to its own pixels.
+    large = found["large"]
+    assert large.scale == pytest.approx(1024 / 2048)
+    # MTCNN at another pyramid scale: the same box within a few percent of the face's side.
+    assert np.abs(large.face.box / (2048 / 512) - reference.box).max() < 0.05 * reference.side
+    # Each failure says why, with every face's probability and size for several_faces.
+    report = found["two_faces"].report()
+    assert len(report["faces"]) == 2 and all(f["probability"] > 0.9 for f in report["faces"])
+    assert all(f["side"] > 100 for f in report["faces"]) and "policy" in report["detail"]
+    assert "cannot decode" in found["corrupt"].detail and "corrupt.jpg" in found["corrupt"].detail
+    assert "20x20" in found["tiny"].detail
+
+    # embed / verify / identify: a failure is a NaN embedding, a non-match, no candidate.
+    emb = bundle.embed([photos[n] for n in order])
+    assert np.isfinite(emb[:3]).all() and np.isnan(emb[3:]).all()
+    np.testing.assert_allclose(
+        emb[0], bundle.embed(found["astronaut"].crop, aligned=True)[0], atol=TOL
+    )
+    sims, decisions = bundle.verify(photos["astronaut"], [photos[n] for n in order])
+    assert np.isfinite(sims[:3]).all() and np.isnan(sims[3:]).all()
+    assert abs(sims[0] - 1.0) < 1e-5 and list(decisions[3:]) == ["non_match"] * 4
+    gallery = Gallery()
+    gallery.enrol(emb[:3], ["a", "a", "a"])
+    candidates = bundle.identify([photos["astronaut"], photos["coffee"]], gallery, k=1)
+    assert candidates[0][0]["id"] == "a" and candidates[1] == []
+    # Precomputed embeddings with a failure row pass through verify.
+    again, _ = bundle.verify(emb[:1], emb)
+    np.testing.assert_allclose(again, sims, atol=1e-5)
+    with pytest.raises(ValueError, match="aligned=True"):
+        bundle.embed(np.zeros((2, 3, 32, 32), np.float32))
+
+
+def test_the_several_faces_policy_is_configuration(matching, photos) -> None:
+    from idv.faces.acquisition import AcquisitionPolicy, acquire
+    from idv.imaging import read_image
+
+    bundle = load_bundle(matching["dir"], backend="onnxruntime")
+    image = read_image(photos["two_faces"])
+    for rule, failure in [("refuse", "several_faces"), ("largest", None), ("central", None)]:
+        got = acquire(image, bundle.detector.detect, AcquisitionPolicy(several_faces=rule))
+        assert got.failure == failure, rule

@@ -14,19 +14,17 @@ import torch
 from PIL import Image
 from skimage import data
 
-from idv.data.align import template
 from idv.data.face_detect import Detection, FaceDetector
 from idv.data.manifest import Manifest
-from idv.data.sources.folder_per_identity import (
-    NAME_MAP,
-    choose_face,
-    import_folder_corpus,
-    pseudonym,
-)
+from idv.data.sources.folder_per_identity import NAME_MAP, import_folder_corpus, pseudonym
+from idv.faces.acquisition import AcquisitionPolicy, choose_face
+from idv.faces.align import template
 from tests.conftest import compose
 
 SALT = "test-salt"
 FRACTIONS = {"train": 0.5, "val": 0.0, "calib": 0.25, "test": 0.25}
+STRICT = AcquisitionPolicy()  # the default: any second face refuses
+DOMINANT = AcquisitionPolicy(dominance=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +146,7 @@ def test_coffee_has_no_face_and_tiny_images_do_not_crash(detector: FaceDetector)
 def test_two_faces_side_by_side_are_two_faces(detector: FaceDetector) -> None:
     faces = detector.detect(pair())
     assert len(faces) == 2 and all(f.probability > 0.99 for f in faces)
-    assert choose_face(faces) == (None, "several_faces")
+    assert choose_face(faces, STRICT) == (None, "several_faces")
 
 
 def test_min_probability_filters(detector: FaceDetector) -> None:
@@ -217,22 +215,22 @@ def test_weights_load_from_the_package_without_network(monkeypatch) -> None:
 def test_dominance_ignores_small_bystanders(detector: FaceDetector) -> None:
     faces = detector.detect(bystander())
     assert len(faces) == 2
-    assert choose_face(faces) == (None, "several_faces")
-    face, failure = choose_face(faces, dominance=2.0)
+    assert choose_face(faces, STRICT) == (None, "several_faces")
+    face, failure = choose_face(faces, DOMINANT)
     assert failure is None and face is max(faces, key=lambda f: f.side)
     # Equal faces stay ambiguous whatever the dominance.
-    assert choose_face(detector.detect(pair()), dominance=2.0)[1] == "several_faces"
+    assert choose_face(detector.detect(pair()), DOMINANT)[1] == "several_faces"
 
 
 def test_choose_face_on_made_up_detections() -> None:
     def det(side: float) -> Detection:
         return Detection(np.float32([0, 0, side, side]), 0.99, np.zeros((5, 2), np.float32))
 
-    assert choose_face([]) == (None, "no_face")
+    assert choose_face([], STRICT) == (None, "no_face")
     one = det(50)
-    assert choose_face([one]) == (one, None)
-    assert choose_face([one, det(25)], dominance=2.0) == (one, None)  # exactly 1/2: bystander
-    assert choose_face([one, det(26)], dominance=2.0) == (None, "several_faces")
+    assert choose_face([one], STRICT) == (one, None)
+    assert choose_face([one, det(25)], DOMINANT) == (one, None)  # exactly 1/2: bystander
+    assert choose_face([one, det(26)], DOMINANT) == (None, "several_faces")
 
 
 # ---- the importer -----------------------------------------------------------------------
@@ -264,6 +262,13 @@ def test_every_image_has_a_row_with_the_right_outcome(imported) -> None:
             assert np.linalg.norm(landmarks - template(112), axis=1).max() < 8.0
     assert (frame["failure"] == "several_faces").sum() == 1
     assert frame.loc[frame["failure"] == "several_faces", "face_count"].item() == 2
+    # What another policy would change: every face's probability and size, and why.
+    several = frame[frame["failure"] == "several_faces"].iloc[0]
+    assert len(several["face_probabilities"]) == 2 and min(several["face_probabilities"]) > 0.99
+    assert len(several["face_sides"]) == 2 and min(several["face_sides"]) > 60
+    assert several["failure_detail"] == "2 faces, none chosen by the 'dominance (strict)' policy"
+    unreadable = frame[frame["failure"] == "unreadable"].iloc[0]
+    assert unreadable["failure_detail"].startswith("<file>: cannot decode image (")
 
 
 def test_manifest_loads_and_splits_are_subject_disjoint(imported) -> None:
@@ -323,10 +328,10 @@ def test_bad_arguments_fail_before_writing(imported, tmp_path: Path) -> None:
         import_folder_corpus(
             root / "src", tmp_path / "out", **kwargs | {"split_fractions": {"x": 1}}
         )
-    with pytest.raises(ValueError, match="size"):
-        import_folder_corpus(root / "src", tmp_path / "out", size=0, **kwargs)
+    with pytest.raises(ValueError, match="crop_size"):
+        AcquisitionPolicy(crop_size=0)
     with pytest.raises(ValueError, match="dominance"):
-        import_folder_corpus(root / "src", tmp_path / "out", dominance=1.0, **kwargs)
+        AcquisitionPolicy(dominance=1.0)
     assert not (tmp_path / "out").exists()
 
 
@@ -337,7 +342,9 @@ def test_cli_imports_with_the_config(tmp_path: Path) -> None:
     save(bystander(), src / "Erin Example" / "e_0001.jpg")
     save(pair(), src / "Erin Example" / "e_0002.jpg")
     save(portrait(), src / "Finn Example" / "f_0001.jpg")
-    cfg = compose("import_faces", [f"src={src}", "dominance=2", "seed=3"], tmp_path)
+    cfg = compose(
+        "import_faces", [f"src={src}", "acquisition.policy.dominance=2", "seed=3"], tmp_path
+    )
     manifest = Manifest.load(run(cfg))
     assert manifest.file == tmp_path / "data" / "imported_faces" / "manifest.parquet"
     frame = manifest.frame.sort_values("sample_id")

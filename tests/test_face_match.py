@@ -111,7 +111,7 @@ def test_portrait_is_a_degraded_capture_of_the_same_face() -> None:
 
 
 def test_face_corpus_is_aligned_with_portraits(tiny_faces_root: Path) -> None:
-    from idv.data.align import ARCFACE_TEMPLATE_112
+    from idv.faces.align import ARCFACE_TEMPLATE_112
 
     frame = pd.read_parquet(tiny_faces_root / "data/faces/tiny/manifest.parquet")
     assert set(frame["capture_type"]) == {"selfie", "id_portrait"}

@@ -46,6 +46,7 @@ RULES = [
     (
         "serving: torch-free-capable, no training stack or code",
         modules("idv.serving")
+        + modules("idv.faces")
         + ["idv.thresholds", "idv.kinds", "idv.imaging", "idv.atomic", "idv.capture_metadata"],
         [*TRAINING, "torch", "pandas", "idv.tasks", "idv.data", "idv.models", "idv.export"],
     ),
@@ -95,4 +96,5 @@ def test_every_layer_rule_covers_real_modules() -> None:
     assert idv.__name__ == "idv"
     for rule, layer, _ in RULES:
         assert len(layer) > 1, rule
-    assert "idv.serving.gallery" in RULES[0][1] and "idv.evaluation.benchmark_core" in RULES[2][1]
+    assert "idv.serving.gallery" in RULES[0][1] and "idv.faces.mtcnn" in RULES[0][1]
+    assert "idv.evaluation.benchmark_core" in RULES[2][1]

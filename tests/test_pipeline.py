@@ -147,7 +147,7 @@ def test_dvc_repro_end_to_end(repo: Path) -> None:
     assert json.loads(face_thresholds)["kind"] == "matching"
     crops = sorted((repo / "data/faces/tiny/images").rglob("*.jpg"))[:2]
     matcher = load_bundle(repo / "outputs/face_match/bundle", backend="onnxruntime")
-    similarity, decision = matcher.verify(crops, crops)
+    similarity, decision = matcher.verify(crops, crops, aligned=True)
     assert np.allclose(similarity, 1.0, atol=1e-4) and list(decision) == ["match", "match"]
 
     # Nothing changed: nothing runs.

@@ -18,6 +18,7 @@ def run(cfg: DictConfig) -> Path:
     """Import `cfg.src` into `cfg.out`, print the summary; returns the manifest file."""
     from idv.data.face_detect import FaceDetector
     from idv.data.sources.folder_per_identity import import_folder_corpus
+    from idv.faces.acquisition import AcquisitionPolicy
 
     console = Console()
     start = time.perf_counter()
@@ -27,9 +28,13 @@ def run(cfg: DictConfig) -> Path:
         seed=int(cfg.seed),
         split_fractions=OmegaConf.to_container(cfg.split_fractions, resolve=True),
         salt=str(cfg.salt),
-        size=int(cfg.size),
-        detector=FaceDetector(**OmegaConf.to_container(cfg.detector, resolve=True)),
-        dominance=None if cfg.dominance is None else float(cfg.dominance),
+        policy=AcquisitionPolicy.from_mapping(
+            OmegaConf.to_container(cfg.acquisition.policy, resolve=True)
+        ),
+        detector=FaceDetector(
+            **OmegaConf.to_container(cfg.acquisition.detector, resolve=True),
+            threads=cfg.detector_threads,
+        ),
         keep_names=bool(cfg.keep_names),
     )
     seconds = time.perf_counter() - start

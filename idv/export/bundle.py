@@ -27,11 +27,15 @@ from idv.data.datasets import IMPLICIT_DATASET
 from idv.data.manifest import Manifest
 from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
-from idv.export.formats import export_formats
+from idv.export.face_detector import check_detector_parity, export_detector, reference_photos
+from idv.export.formats import SERVING_BACKENDS, export_formats
 from idv.export.parity import ParityOptions, check_parity, held_out_items
 from idv.export.preprocess import input_spec, preprocess_spec
 from idv.export.wrappers import augment_of, build_wrapper
+from idv.faces.acquisition import AcquisitionPolicy
+from idv.faces.detection import DetectorSettings
 from idv.hashing import sha256_file
+from idv.imaging import read_image
 from idv.models.checkpoint import net_from_checkpoint
 from idv.progress import step
 from idv.serving.bundle import verify_bundle, write_checksums
@@ -164,6 +168,12 @@ def export_bundle(
         with step(log, "parity gate") as note:
             report = check_parity(wrapper, net, exported, held, spec, thresholds_data, options)
             note["detail"] = f"{report['samples']} held-out samples, every format and output"
+        if task.get("acquisition"):
+            with step(log, "face detector") as note:
+                spec["acquisition"], report["detector"] = _face_detector(
+                    tmp, task["acquisition"], formats, held.raw.get("image") or [], options
+                )
+                note["detail"] = f"{report['detector']}"
         formats_info = {
             k: {
                 "file": v.path.name,
@@ -201,6 +211,39 @@ def export_bundle(
     return ExportResult(target, files, report, card)
 
 
+def _face_detector(
+    tmp: Path,
+    acquisition: Mapping[str, Any],
+    formats: Sequence[str],
+    held_images: Sequence[Any],
+    options: ParityOptions,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MTCNN's networks into the bundle (detector/), gated on parity with facenet-pytorch's
+    MTCNN on real photos and held-out images; returns preprocess.json's `acquisition` and
+    the parity figures."""
+    settings = DetectorSettings.from_mapping(acquisition.get("detector") or {})
+    policy = AcquisitionPolicy.from_mapping(acquisition.get("policy") or {})
+    files = export_detector(tmp, formats)
+    images = reference_photos() + [
+        read_image(x) if isinstance(x, str | os.PathLike) else x
+        for x in held_images[: options.detector_images]
+    ]
+    backends = [SERVING_BACKENDS[f] for f in formats]
+    figures = check_detector_parity(tmp, images, settings, backends, options.detector_tolerance_px)
+    spec = {
+        "detector": settings.to_dict(),
+        "policy": policy.to_dict(),
+        "files": files,
+        "note": (
+            "Photos are accepted: MTCNN (detector/) finds faces, the policy chooses one or "
+            "reports a failure to acquire, and the face is aligned onto the ArcFace template "
+            "(idv.faces) before this model; aligned crops are taken as they are with "
+            "aligned=True."
+        ),
+    }
+    return spec, figures
+
+
 def export(cfg) -> ExportResult:
     """`export_bundle` from the composed `export` config (conf/export.yaml)."""
     p = cfg.parity
@@ -216,6 +259,8 @@ def export(cfg) -> ExportResult:
             batch_size=int(p.batch_size),
             tolerance=float(p.tolerance),
             preprocess_tolerance=float(p.get("preprocess_tolerance", 1e-6)),
+            detector_tolerance_px=float(p.get("detector_tolerance_px", 1.0)),
+            detector_images=int(p.get("detector_images", 12)),
         ),
         manifest=cfg.get("manifest"),
         root=cfg.get("root"),

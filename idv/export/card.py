@@ -200,6 +200,7 @@ def build_card(
             "inputs": preprocess["inputs"],
             "outputs": preprocess["outputs"],
             "primary_output": preprocess["primary_output"],
+            "acquisition": preprocess.get("acquisition"),
             "profile": run_config.get("profile"),
             "seed": run_config.get("seed"),
         },
@@ -218,6 +219,7 @@ def build_card(
         | {
             "max_abs_diff": {k: v["max_abs_diff"] for k, v in parity["formats"].items()},
             "outputs": list(parity.get("outputs") or {}),
+            "detector": parity.get("detector"),
         },
         "run_config": run_config,
     }

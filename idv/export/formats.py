@@ -111,6 +111,15 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
     inputs, outputs = list(wrapper.input_names), list(wrapper.output_names)
     common = {"input_names": inputs, "output_names": outputs, "verbose": False}
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    # Axes beyond the batch a wrapper declares dynamic ({input: {axis: name}}: a fully
+    # convolutional network's height and width), the same Dim wherever a name repeats.
+    extra = getattr(wrapper, "dynamic_dims", None) or {}
+    dims = {
+        a: torch.export.Dim(a, min=1, max=MAX_BATCH) for d in extra.values() for a in d.values()
+    }
+    shapes = {name: {0: batch, **{k: dims[a] for k, a in extra.get(name, {}).items()}}
+              for name in inputs}  # fmt: skip
+    axes = {name: {0: "batch", **extra.get(name, {})} for name in inputs}
     args = _args(wrapper, example)
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore", FutureWarning)
@@ -120,7 +129,7 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
                 wrapper,
                 args,
                 dynamo=True,
-                dynamic_shapes={name: {0: batch} for name in inputs},
+                dynamic_shapes=shapes,
                 external_data=False,
                 **common,
             )
@@ -140,7 +149,7 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
                 args,
                 str(path),
                 dynamo=False,
-                dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
+                dynamic_axes={**{name: {0: "batch"} for name in outputs}, **axes},
                 **common,
             )
             method = "torch.onnx.export(dynamo=False)"

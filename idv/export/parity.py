@@ -65,6 +65,8 @@ class ParityOptions:
     batch_size: int = 32
     tolerance: float = 1e-5
     preprocess_tolerance: float = 1e-6
+    detector_tolerance_px: float = 1.0  # a face bundle's MTCNN against facenet-pytorch's
+    detector_images: int = 12  # held-out images the detector's parity runs on
 
     def __post_init__(self) -> None:
         if self.min_samples < 1 or self.batch_size < 2:

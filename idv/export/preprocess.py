@@ -19,9 +19,9 @@ from typing import Any
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
-from idv.data.align import ARCFACE_TEMPLATE_112
 from idv.data.augment.pipeline import build_transforms
 from idv.export.wrappers import MAX_PIXEL_VALUE, ServingWrapper
+from idv.faces.align import ARCFACE_TEMPLATE_112
 from idv.serving.bundle import PREPROCESS_VERSION
 from idv.serving.preprocess import INTERPOLATIONS
 
@@ -93,7 +93,7 @@ def alignment_spec(alignment: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "required": True,
         "done_by_model": False,
-        "function": "idv.data.align.align_face",
+        "function": "idv.faces.align.align_face",
         "landmarks": ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"],
         "template": alignment["template"],
         "template_112": [[float(v) for v in p] for p in template],

@@ -131,6 +131,7 @@ class Bundle:
             raise BundleError(f"bundle {self.path}: {err}") from err
         self.kind = self.thresholds.kind
         self.backend_name = backend
+        self.threads = threads
         model_file = self.path / MODEL_FILES[backend]
         if MODEL_FILES[backend] not in self.checksums:
             raise BundleError(f"bundle {self.path} has no {MODEL_FILES[backend]} ({backend})")

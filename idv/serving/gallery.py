@@ -300,7 +300,10 @@ class Gallery:
             finite = np.isfinite(chunk).all(axis=1)
             if not finite.all():
                 row = start + int(np.argmin(finite))
-                raise ValueError(f"{what} row {row} has a non-finite value (NaN or inf)")
+                raise ValueError(
+                    f"{what} row {row} has a non-finite value (NaN or inf; a row of NaN is a "
+                    "photo without an acquired face: leave it out)"
+                )
             norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
             off = np.abs(norms - 1.0) > tol
             if off.any():

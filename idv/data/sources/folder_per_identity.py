@@ -4,22 +4,30 @@
                                              out/images/<subject_id>/<sample_id>.png
                                              out/unaligned/<subject_id>/<sample_id>.<ext>
 
-Every image file becomes one manifest row; nothing is dropped silently. An image with exactly
-one face (probability >= the detector's ``min_probability``) is aligned onto the ArcFace
-template with :func:`idv.data.align.align_face` (the function the synthetic faces use) and
+Every image file becomes one manifest row; nothing is dropped silently. Each photo goes
+through the acquisition policy a face bundle serves with (:mod:`idv.faces.acquisition`: large
+photos downscaled before detection, one face chosen by the several-faces policy, faces below
+``min_face_side`` refused, alignment onto the ArcFace template with
+:func:`idv.faces.align.align_face`, the function the synthetic faces use). An acquired face is
 written as a lossless PNG: the sources are usually JPEG already, and a second lossy generation
 would add compression artefacts that the synthetic crops do not have. Every other image keeps
 its row with ``acquired = False`` and a ``failure`` reason, its ``path`` pointing at a byte
 copy of the original under ``unaligned/``, so evaluation counts it as a failure to acquire:
 
-- ``no_face``: no face at or above ``min_probability``;
-- ``several_faces``: more than one. Which of two faces the folder's identity is cannot be
-  told, and a wrong face is label noise in every metric downstream, which is worse than a
-  lost sample. With ``dominance = d``, faces whose box side is at most 1/d of the largest
-  one's are ignored as bystanders (LFW photos often show people in the background);
+- ``no_face``: no face at or above the detector's ``min_probability``;
+- ``several_faces``: more than one, and the policy chose none. Which of two faces the
+  folder's identity is cannot be told, and a wrong face is label noise in every metric
+  downstream, which is worse than a lost sample. With ``dominance = d``, faces whose box
+  side is at most 1/d of the largest one's are ignored as bystanders (LFW photos often
+  show people in the background);
+- ``too_small``: the image, or its one face, is below ``min_face_side`` pixels;
 - ``unreadable``: the file does not decode (truncated, corrupt, not an image). Such a file
   in a large corpus is usual, not a reason to abort an hour-long import; its row and the
   logged summary name it.
+
+Every row records what a different policy would change: ``face_probabilities`` and
+``face_sides`` (pixels) of every face found, and ``failure_detail`` (why it failed: the
+decoder's message for ``unreadable``, the policy for ``several_faces``).
 
 Identity folder names are personal data: subject ids are ``S`` + 12 hex digits of
 SHA-256(salt, name) and sample ids derive from them. The identity names and original file
@@ -36,7 +44,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,17 +53,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from idv.data.align import align_face, alignment_transform, template, warp_points
-from idv.data.face_detect import Detection, FaceDetector
+from idv.data.face_detect import FaceDetector
 from idv.data.manifest import BONA_FIDE
 from idv.data.readers import ImageReadError, read_image
 from idv.data.splits import assign_splits
 from idv.data.synth.writer import CorpusDir, finish_manifest
+from idv.faces.acquisition import FAILURES, AcquisitionPolicy, acquire
+from idv.faces.align import alignment_transform, template, warp_points
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
-FAILURES = ("no_face", "several_faces", "unreadable")
 NAME_MAP = "identities.csv"
 PROGRESS_EVERY = 500  # images between progress lines (MTCNN: ~50 ms per LFW image)
 
@@ -108,21 +116,6 @@ def list_corpus(src: Path) -> list[SourceImage]:
     return images
 
 
-def choose_face(
-    detections: Sequence[Detection], dominance: float | None = None
-) -> tuple[Detection | None, str | None]:
-    """The one face to align, or (None, failure reason); see the module docstring."""
-    if not detections:
-        return None, "no_face"
-    faces = list(detections)
-    if dominance is not None:
-        largest = max(d.side for d in faces)
-        faces = [d for d in faces if d.side * dominance > largest]
-    if len(faces) > 1:
-        return None, "several_faces"
-    return faces[0], None
-
-
 def _check_paths(src: Path, out: Path) -> None:
     """Refuse an `out` that the atomic swap would delete `src` with, or that sits inside it."""
     s, o = src.resolve(), out.resolve()
@@ -145,8 +138,7 @@ def _import_image(
     tmp: Path,
     *,
     detector: FaceDetector,
-    size: int,
-    dominance: float | None,
+    policy: AcquisitionPolicy,
 ) -> dict[str, Any]:
     """Align and write one image, or copy it under unaligned/ with its failure reason."""
     row: dict[str, Any] = {
@@ -156,32 +148,41 @@ def _import_image(
         "attack_type": BONA_FIDE,
         "acquired": False,
         "failure": None,
+        "failure_detail": None,
         "face_count": 0,
         "face_probability": math.nan,
+        "face_probabilities": [],
+        "face_sides": [],
         "landmarks": None,
     }
     try:
         image = read_image(item.file)
-    except ImageReadError:
-        return _unaligned(row | {"failure": "unreadable"}, item, tmp)
+    except ImageReadError as err:  # the decoder's reason, without the (identifying) path
+        detail = str(err).replace(str(item.file), "<file>")
+        return _unaligned(row | {"failure": "unreadable", "failure_detail": detail}, item, tmp)
     try:
-        detections = detector.detect(image)
-        face, failure = choose_face(detections, dominance)
-        if face is not None:
-            crop = align_face(image, face.landmarks, size=size)
-            landmarks = warp_points(face.landmarks, alignment_transform(face.landmarks, size))
+        got = acquire(image, detector.detect, policy, str(item.file))
     except Exception as err:  # name the file: a bare MTCNN / cv2 error says nothing
         raise RuntimeError(f"{item.file}: face detection / alignment failed ({err})") from err
-    row.update(face_count=len(detections), failure=failure)
-    if face is None:
+    row.update(
+        face_count=len(got.faces),
+        failure=got.failure,
+        failure_detail=got.detail or None,
+        face_probabilities=[round(d.probability, 6) for d in got.faces],
+        face_sides=[round(d.side, 2) for d in got.faces],
+    )
+    if not got.acquired:
         return _unaligned(row, item, tmp)
+    assert got.face is not None and got.crop is not None
+    size = int(policy.crop_size)
+    landmarks = warp_points(got.face.landmarks, alignment_transform(got.face.landmarks, size))
     rel = f"images/{subject}/{sample_id}.png"
     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(crop).save(tmp / rel, format="PNG")
+    Image.fromarray(got.crop).save(tmp / rel, format="PNG")
     return row | {
         "path": rel,
         "acquired": True,
-        "face_probability": face.probability,
+        "face_probability": got.face.probability,
         "landmarks": landmarks.astype(np.float32).reshape(-1).tolist(),
     }
 
@@ -218,24 +219,23 @@ def import_folder_corpus(
     seed: int,
     split_fractions: Mapping[str, float],
     salt: str,
-    size: int = 112,
+    policy: AcquisitionPolicy | None = None,
     detector: FaceDetector | None = None,
-    dominance: float | None = None,
     keep_names: bool = False,
 ) -> pd.DataFrame:
     """Import ``src`` (``src/<identity>/<images>``) into the corpus directory ``out``.
 
     ``out`` is written atomically (a failure leaves any previous corpus intact). Splits are
-    subject-disjoint and deterministic given ``seed``; ``detector`` defaults to
+    subject-disjoint and deterministic given ``seed``; ``policy`` defaults to
+    ``AcquisitionPolicy()`` (strict several-faces rule, 112-px crops) and ``detector`` to
     ``FaceDetector()`` (MTCNN's defaults, ``min_probability`` 0.9). Returns the manifest.
     """
     src, out = Path(src), Path(out)
     _check_paths(src, out)
-    if dominance is not None and not dominance > 1:
-        raise ValueError(f"dominance must be > 1 (or None), got {dominance}")
+    policy = policy or AcquisitionPolicy()
     if not isinstance(salt, str):
         raise TypeError(f"salt must be a string, got {type(salt).__name__}")
-    template(size)  # a bad size or split fraction fails now, not after the detection pass
+    template(int(policy.crop_size))  # a bad split fraction fails now, not after detection
     assign_splits(pd.DataFrame({"subject_id": ["-"]}), seed=seed, fractions=split_fractions)
     items = list_corpus(src)
     detector = detector or FaceDetector()
@@ -249,9 +249,7 @@ def import_folder_corpus(
             subject = subjects[item.identity]
             index[subject] = index.get(subject, -1) + 1
             sample_id = f"{subject}_{index[subject]:04d}"
-            row = _import_image(
-                item, sample_id, subject, tmp, detector=detector, size=size, dominance=dominance
-            )
+            row = _import_image(item, sample_id, subject, tmp, detector=detector, policy=policy)
             row["source_sha256"] = _file_sha256(item.file)
             if keep_names:
                 row["source_file"] = item.relative

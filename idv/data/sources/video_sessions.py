@@ -7,7 +7,7 @@ from the path; `bona_fide` is label 0, any other species an attack) or listed by
 
 Per session: frames are decoded with OpenCV (`cv2.VideoCapture`; a frame folder at its
 `folder_fps`), sampled at `sample_fps` up to `max_frames`, and each frame is aligned by MTCNN
-(`idv.data.face_detect`, `idv.data.align`) onto the ArcFace template at `size`. A frame
+(`idv.data.face_detect`, `idv.faces.align`) onto the ArcFace template at `size`. A frame
 without exactly one face is dropped and counted; a session left with fewer than `min_frames`
 aligned frames, or a video that does not open or decode, keeps one row with `acquired = False`
 and its `failure` (a failure to acquire, never a silently missing session). Frames of
@@ -31,19 +31,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from idv.data.align import align_face
 from idv.data.face_detect import FaceDetector
 from idv.data.manifest import BONA_FIDE
 from idv.data.readers import ImageReadError, read_image
-from idv.data.sources.folder_per_identity import (
-    IMAGE_SUFFIXES,
-    _check_paths,
-    choose_face,
-    pseudonym,
-)
+from idv.data.sources.folder_per_identity import IMAGE_SUFFIXES, _check_paths, pseudonym
 from idv.data.synth.writer import CorpusDir, finish_manifest
+from idv.faces.acquisition import AcquisitionPolicy, choose_face
+from idv.faces.align import align_face
 
 log = logging.getLogger(__name__)
+ONE_FACE = AcquisitionPolicy(several_faces="refuse")  # a frame with two faces is refused
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 
@@ -205,7 +202,7 @@ def _import_session(
     rows, dropped = [], 0
     for t, image in frames:
         try:
-            face, failure = choose_face(detector.detect(image))
+            face, failure = choose_face(detector.detect(image), ONE_FACE)
         except Exception as err:  # name the session: a bare MTCNN error says nothing
             raise RuntimeError(f"session {session.path}: face detection failed ({err})") from err
         if face is None:

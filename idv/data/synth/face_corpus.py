@@ -1,7 +1,7 @@
 """The synthetic identity-face corpus: identities x (selfies + ID portraits), aligned crops.
 
 Every capture is aligned onto the ArcFace template from the landmarks the generator drew, with
-the same function (`idv.data.align.align_face`) that aligns real photos from MTCNN landmarks,
+the same function (`idv.faces.align.align_face`) that aligns real photos from MTCNN landmarks,
 so a model never sees a difference between the two paths. `capture_type` says which rows are
 selfies and which are document portraits (`idv.data.synth.portrait`).
 """
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from idv.data.align import align_face, alignment_transform, warp_points
 from idv.data.synth.faces import FaceRender, Nuisance, render_face, sample_identity
 from idv.data.synth.portrait import PortraitStyle, render_portrait
 from idv.data.synth.writer import build_corpus, identity_rng, pick
+from idv.faces.align import align_face, alignment_transform, warp_points
 
 FACE_STRATA = ("sex", "age_band", "skin_tone")
 

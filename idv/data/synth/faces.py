@@ -38,14 +38,14 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from idv.data.align import ARCFACE_TEMPLATE_112
+from idv.faces.align import ARCFACE_TEMPLATE_112
 
 AGE_BANDS = ("18-29", "30-49", "50+")
 SEXES = ("female", "male")
 SKIN_TONES = ("I-II", "III-IV", "V-VI")
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
-# ARCFACE_TEMPLATE_112 (in LANDMARK_NAMES order) lives in idv.data.align, shared with real
+# ARCFACE_TEMPLATE_112 (in LANDMARK_NAMES order) lives in idv.faces.align, shared with real
 # photos; it is imported above and stays importable from here.
 
 _SS = 2  # supersampling factor of the drawing canvas
