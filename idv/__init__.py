@@ -1,7 +1,10 @@
 """idv: training, evaluation and export of the identity-verification models.
 
 Importing the package first sets the offline switches, so that every entry point, test and
-DVC stage runs without the network whatever the user's environment says.
+DVC stage runs without the network whatever the user's environment says: the values are
+forced, not defaulted (a user's NO_ALBUMENTATIONS_UPDATE=0 would make albumentations reach
+PyPI at import). The one explicit opt-in is IDV_ONLINE=1, which leaves the environment as it
+is (a hub download, an online wandb run).
 """
 
 import os
@@ -13,7 +16,8 @@ _OFFLINE_DEFAULTS = {
     "WANDB_SILENT": "true",
     "DVC_NO_ANALYTICS": "1",
 }
-for _key, _value in _OFFLINE_DEFAULTS.items():
-    os.environ.setdefault(_key, _value)
+ONLINE_OPT_IN = "IDV_ONLINE"
+if os.environ.get(ONLINE_OPT_IN) != "1":
+    os.environ.update(_OFFLINE_DEFAULTS)
 
 __version__ = "0.1.0"

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from idv.errors import IdvError
+
 METADATA_COLUMNS = (
     "ts_jitter_ms",
     "ts_irregular_share",
@@ -34,7 +36,7 @@ MIN_FRAMES = 3
 MAD_TO_SD = 1.4826  # median absolute deviation -> standard deviation of a normal
 
 
-class CaptureMetadataError(ValueError):
+class CaptureMetadataError(IdvError, ValueError):
     """A session report that cannot be turned into capture metadata; names the sample."""
 
 

@@ -38,6 +38,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from idv.data.manifest import BONA_FIDE, SPLITS
+from idv.errors import IdvError
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -83,7 +84,7 @@ _SHOWN = 5  # rows quoted in one message
 _DETECTION, _COMPARISON, _SEARCH = "detection", "comparison", "search"  # the built-in tables
 
 
-class ScoreTableError(ValueError):
+class ScoreTableError(IdvError, ValueError):
     """A score table that cannot be judged; the message names the file, the row and the id."""
 
 

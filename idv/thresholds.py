@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from idv.errors import IdvError
+
 SCHEMA_VERSION = 2
 GLOBAL = "global"
 
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-class ThresholdsError(ValueError):
+class ThresholdsError(IdvError, ValueError):
     """A thresholds.json that must not be used; the message names the file and the entry."""
 
 
@@ -393,37 +395,45 @@ class Thresholds:
                 f"{SCHEMA_VERSION}: re-calibrate (idv-calibrate) and re-export the bundle "
                 "(idv-export)"
             )
-        try:
-            decision = {
-                k: data["decision"][k] for k in ("below", "review", "at_or_above", "failure")
-            }
-            return cls(
-                kind=str(data["kind"]),
+        decision = _parsed(
+            source, "decision",
+            lambda: DecisionRule(
+                **{k: data["decision"][k] for k in ("below", "review", "at_or_above", "failure")}
+            ),
+        )  # fmt: skip
+        entries = _parsed(source, "thresholds", lambda: list(data["thresholds"]))
+        return _parsed(
+            source,
+            "the top-level keys",
+            lambda: cls(
+                kind=_parsed(source, "kind", lambda: _text(data["kind"])),
                 task=data.get("task"),
-                decision=DecisionRule(**decision),
-                score_range=tuple(float(v) for v in data["score_range"]),
-                operating_point=OperatingPoint(**data["operating_point"]),
-                entries=tuple(Entry.from_dict(e) for e in data["thresholds"]),
-                segment_columns=tuple(data.get("segment_columns") or ()),
+                decision=decision,
+                score_range=_parsed(source, "score_range", lambda: _pair(data["score_range"])),
+                operating_point=_parsed(
+                    source, "operating_point", lambda: OperatingPoint(**data["operating_point"])
+                ),
+                entries=tuple(
+                    _parsed(source, f"thresholds[{i}]", lambda e=e: Entry.from_dict(e))
+                    for i, e in enumerate(entries)
+                ),
+                segment_columns=_parsed(
+                    source, "segment_columns", lambda: tuple(data.get("segment_columns") or ())
+                ),
                 calibration_split=str(data.get("calibration_split", "calib")),
                 report_split=str(data.get("report_split", "test")),
-                settings=dict(data.get("settings") or {}),
-                details=dict(data.get("details") or {}),
+                settings=_parsed(source, "settings", lambda: dict(data.get("settings") or {})),
+                details=_parsed(source, "details", lambda: dict(data.get("details") or {})),
                 inputs=data.get("inputs"),
                 source=source,
-            )
-        except ThresholdsError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise ThresholdsError(
-                f"{source}: not a valid thresholds file ({type(err).__name__}: {err})"
-            ) from err
+            ),
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "thresholds") -> Thresholds:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ThresholdsError(f"{source}: not valid JSON ({err})") from err
         return cls.from_dict(data, source)
 
@@ -433,6 +443,29 @@ class Thresholds:
         if not file.is_file():
             raise FileNotFoundError(f"thresholds file {file} not found (idv-calibrate writes it)")
         return cls.from_json(file.read_bytes(), str(file))
+
+
+def _parsed(source: str, key: str, parse: Any) -> Any:
+    """`parse()`, or a ThresholdsError naming the file and `key` when the value there is not
+    what the schema says (a missing key, a wrong type, a value out of range)."""
+    try:
+        return parse()
+    except ThresholdsError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        what = f"missing key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ThresholdsError(f"{source}: key {key!r} is not valid ({what})") from err
+
+
+def _pair(value: Any) -> tuple[float, float]:
+    low, high = (float(v) for v in value)  # exactly two numbers, or a ValueError
+    return low, high
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
 
 
 def _json_safe(value: Any) -> Any:

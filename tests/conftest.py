@@ -114,3 +114,63 @@ def fast_run(tiny_pad_root: Path, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("fast_run")
     return fit(compose("train", train_overrides(tiny_pad_root), out))
+
+
+# The tiny corpus holds 72 test + 72 calib samples: 100 draws all of test, then calib; batches
+# of 20 end with a ragged one (144 = 7 x 20 + 4), another batch size for the dynamic axis.
+PARITY = ["parity.min_samples=100", "parity.batch_size=20"]
+
+
+@pytest.fixture(scope="session")
+def pad_bundle(fast_run, tiny_pad_root, tmp_path_factory):
+    """Evaluate + calibrate the tiny checkpoint, then export it once through conf/export.yaml.
+
+    The tiny calib split resolves no real target: as in test_calibration, its val rows are
+    pooled into calib (a test only) and a loose target is used."""
+    from idv.calibration.thresholds import calibrate
+    from idv.cli.evaluate import run as evaluate
+    from idv.export.bundle import export
+    from idv.models.checkpoint import net_from_checkpoint
+
+    base = tmp_path_factory.mktemp("export")
+    ckpt = fast_run.best_checkpoint
+    data = [f"paths.data_dir={tiny_pad_root}/data"]
+    ev = base / "evaluate"
+    evaluate(compose("evaluate", ["debug=fast", *data, f"ckpt_path={ckpt}"], ev))
+    table = pd.read_parquet(ev / "tables/scores.parquet")
+    table.loc[table["split"] == "val", "split"] = "calib"
+    table.to_parquet(base / "pooled.parquet", index=False)
+    calib = [
+        f"scores={base / 'pooled.parquet'}",
+        "targets=[0.6]",
+        "min_subjects=2",
+        "bootstrap.n_resamples=50",
+    ]
+    calibrate(compose("calibrate", calib, base / "calibrate"))
+    thresholds = base / "calibrate" / "thresholds.json"
+    overrides = [
+        f"ckpt_path={ckpt}",
+        f"thresholds={thresholds}",
+        f"evaluation_dir={ev}",
+        f"bundle_dir={base / 'bundle'}",
+        *PARITY,
+    ]
+    result = export(compose("export", overrides, base / "run"))
+    net, run_config = net_from_checkpoint(ckpt)
+    return {
+        "dir": base / "bundle",
+        "result": result,
+        "ckpt": Path(ckpt),
+        "thresholds": thresholds,
+        "evaluation": ev,
+        "net": net,
+        "run_config": run_config,
+        "files": held_out_files(run_config),
+    }
+
+
+def held_out_files(run_config) -> list[str]:
+    manifest = Path(run_config["data"]["manifest"])
+    frame = pd.read_parquet(manifest)
+    rows = frame[frame["split"].isin(["test", "calib"])]
+    return [str(manifest.parent / p) for p in rows["path"]]

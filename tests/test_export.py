@@ -18,79 +18,28 @@ from PIL import Image
 from torch import nn
 
 from idv.atomic import replace_dir
-from idv.calibration.thresholds import calibrate
-from idv.cli.evaluate import run as evaluate
 from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
 from idv.export import formats
-from idv.export.bundle import export, export_bundle
+from idv.export.bundle import export_bundle
 from idv.export.card import REQUIRED_FIELDS
 from idv.export.parity import ParityError, ParityOptions
 from idv.export.wrappers import DetectionScorer, augment_of, build_wrapper
 from idv.hashing import sha256_file
-from idv.models.checkpoint import net_from_checkpoint
 from idv.serving import BundleError, load_bundle, verify_bundle
 from idv.serving.bundle import SUMS_FILE, write_checksums
 from idv.serving.preprocess import normalise, prepare
 from idv.thresholds import Thresholds, decide
-from tests.conftest import compose
 
 # torch 2.14 deprecates torch.jit (script, trace, freeze, load): expected, see platform notes.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 TOL = 1e-5
-# The tiny corpus holds 72 test + 72 calib samples: 100 draws all of test, then calib; batches
-# of 20 end with a ragged one (144 = 7 x 20 + 4), another batch size for the dynamic axis.
-PARITY = ["parity.min_samples=100", "parity.batch_size=20"]
 
 
 @pytest.fixture(scope="module")
-def bundle(fast_run, tiny_pad_root, tmp_path_factory):
-    """Evaluate + calibrate the tiny checkpoint, then export it once through conf/export.yaml.
-
-    The tiny calib split resolves no real target: as in test_calibration, its val rows are
-    pooled into calib (a test only) and a loose target is used."""
-    base = tmp_path_factory.mktemp("export")
-    ckpt = fast_run.best_checkpoint
-    data = [f"paths.data_dir={tiny_pad_root}/data"]
-    ev = base / "evaluate"
-    evaluate(compose("evaluate", ["debug=fast", *data, f"ckpt_path={ckpt}"], ev))
-    table = pd.read_parquet(ev / "tables/scores.parquet")
-    table.loc[table["split"] == "val", "split"] = "calib"
-    table.to_parquet(base / "pooled.parquet", index=False)
-    calib = [
-        f"scores={base / 'pooled.parquet'}",
-        "targets=[0.6]",
-        "min_subjects=2",
-        "bootstrap.n_resamples=50",
-    ]
-    calibrate(compose("calibrate", calib, base / "calibrate"))
-    thresholds = base / "calibrate" / "thresholds.json"
-    overrides = [
-        f"ckpt_path={ckpt}",
-        f"thresholds={thresholds}",
-        f"evaluation_dir={ev}",
-        f"bundle_dir={base / 'bundle'}",
-        *PARITY,
-    ]
-    result = export(compose("export", overrides, base / "run"))
-    net, run_config = net_from_checkpoint(ckpt)
-    return {
-        "dir": base / "bundle",
-        "result": result,
-        "ckpt": Path(ckpt),
-        "thresholds": thresholds,
-        "evaluation": ev,
-        "net": net,
-        "run_config": run_config,
-        "files": _held_out_files(run_config),
-    }
-
-
-def _held_out_files(run_config) -> list[str]:
-    manifest = Path(run_config["data"]["manifest"])
-    frame = pd.read_parquet(manifest)
-    rows = frame[frame["split"].isin(["test", "calib"])]
-    return [str(manifest.parent / p) for p in rows["path"]]
+def bundle(pad_bundle):
+    """The tiny PAD checkpoint's bundle (tests/conftest.py's `pad_bundle`)."""
+    return pad_bundle
 
 
 def _eager_scores(bundle, files) -> np.ndarray:

@@ -108,7 +108,7 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
             lambda d: d["thresholds"][0]["operating_point"].update(primary=False),
             "no global threshold",
         ),
-        (lambda d: d.pop("thresholds"), "not a valid thresholds file"),
+        (lambda d: d.pop("thresholds"), "key .thresholds. is not valid \\(missing key"),
     ],
 )
 def test_validated_on_load(tmp_path: Path, edit, message: str) -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, guarded
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def _cell(value: object) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="benchmark")
+@guarded
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -8,10 +8,11 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, guarded
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="calibrate")
+@guarded
 def main(cfg: DictConfig) -> None:
     from idv.calibration.reporting import markdown_summary
     from idv.calibration.thresholds import calibrate

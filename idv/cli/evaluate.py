@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR, one_console
+from idv.cli import CONF_DIR, guarded, one_console
 
 
 def run(cfg: DictConfig):
@@ -28,6 +28,7 @@ def run(cfg: DictConfig):
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@guarded
 def main(cfg: DictConfig) -> None:
     result = run(cfg)
     table = Table(title=f"{cfg.task.name}: {cfg.split} ({result.output_dir / 'metrics.json'})")

@@ -9,10 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, guarded
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@guarded
 def main(cfg: DictConfig) -> None:
     from idv.export.bundle import export
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, guarded
 
 
 def run(cfg: DictConfig) -> int:
@@ -51,6 +51,7 @@ def run(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="gate")
+@guarded
 def main(cfg: DictConfig) -> None:
     code = run(cfg)
     if code:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, guarded
 from idv.data.summary import count_table
 
 
@@ -44,6 +44,7 @@ def run(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="import_clips")
+@guarded
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR
+from idv.cli import CONF_DIR, guarded
 from idv.data.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synth")
+@guarded
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -6,10 +6,11 @@ import hydra
 from omegaconf import DictConfig
 
 import idv  # noqa: F401  (offline switches first)
-from idv.cli import CONF_DIR, one_console
+from idv.cli import CONF_DIR, guarded, one_console
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@guarded
 def main(cfg: DictConfig) -> float | None:
     from idv.tasks.fit import fit
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from idv.atomic import write_parquet
+from idv.errors import IdvError
 
 SPLITS: tuple[str, ...] = ("train", "val", "calib", "test")
 BONA_FIDE = "bona_fide"
@@ -40,7 +41,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(IdvError, ValueError):
     """A manifest that cannot be trusted; the message names the file and the row."""
 
 
@@ -113,6 +114,8 @@ def validate(
     if missing:
         raise ManifestError(f"{file}: missing required column(s) {missing}")
 
+    _check_ids(file, frame)
+
     bad = ~frame["split"].isin(SPLITS)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
@@ -145,6 +148,30 @@ def validate(
     for split in required_splits:
         if not (frame["split"] == split).any():
             raise ManifestError(f"{file}: split {split!r} is empty, but this run needs it")
+
+
+# Ids every row must have, and ids a row may leave null (a bona fide sample has no source).
+REQUIRED_IDS: tuple[str, ...] = ("sample_id", "subject_id", "attack_type")
+OPTIONAL_IDS: tuple[str, ...] = ("source_sample_id", "session_id")
+
+
+def _check_ids(file: Path, frame: pd.DataFrame) -> None:
+    """Null, empty or blank ids are refused at load, by row (a null subject_id used to pass
+    and crash evaluation after all the scoring); optional ids may be null, never blank."""
+    for column in (*REQUIRED_IDS, *OPTIONAL_IDS):
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        null = values.isna().to_numpy()
+        text = values.astype("string").str.strip()
+        blank = (~null) & (text == "").fillna(False).to_numpy()
+        bad = (null | blank) if column in REQUIRED_IDS else blank
+        if bad.any():
+            i = int(bad.nonzero()[0][0])
+            what = "null" if null[i] else f"empty ({_value(values, i)!r})"
+            count = int(bad.sum())
+            fix = "every row needs one" if column in REQUIRED_IDS else "null it or give an id"
+            raise _row_error(file, frame, i, f"{column} is {what}: {fix} ({count} such rows)")
 
 
 def _check_paths(manifest: Manifest, check_files: bool) -> None:

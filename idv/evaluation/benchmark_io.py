@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from idv.atomic import atomic_path, write_json, write_text
+from idv.errors import IdvError
 from idv.evaluation.benchmark_core import OPTION_KEYS, OVERALL, BenchmarkResult
 from idv.markdown import table as markdown_table
 
@@ -27,13 +28,17 @@ _ID_COLUMNS = (
 )
 
 
+class VendorFileError(IdvError, ValueError):
+    """A vendor file that cannot be read; the message names the file (and the row or key)."""
+
+
 def read_vendor_file(file: str | os.PathLike) -> pd.DataFrame:
     """A vendor file as a frame; its declarations (`score_direction`, `score_range`) from the
     Parquet key-value metadata or the CSV side-car `<stem>.meta.json` go to `frame.attrs`,
     with `frame.attrs["source"]` = the file name (used in every error message)."""
     file = Path(file)
     if not file.is_file():
-        raise ValueError(f"{file}: vendor file not found")
+        raise VendorFileError(f"{file}: vendor file not found")
     suffix = file.suffix.lower()
     meta: dict[str, object] = {}
     if suffix in (".parquet", ".pq"):
@@ -41,7 +46,7 @@ def read_vendor_file(file: str | os.PathLike) -> pd.DataFrame:
             frame = pd.read_parquet(file)
             raw = pq.read_schema(file).metadata or {}
         except Exception as err:  # pyarrow raises several types for a damaged file
-            raise ValueError(f"{file}: not a readable Parquet file ({err})") from err
+            raise VendorFileError(f"{file}: not a readable Parquet file ({err})") from err
         for key in OPTION_KEYS:
             if key.encode() in raw:
                 meta[key] = _parse_meta_value(file, key, raw[key.encode()].decode())
@@ -50,28 +55,30 @@ def read_vendor_file(file: str | os.PathLike) -> pd.DataFrame:
         try:
             frame = pd.read_csv(file, dtype=dict.fromkeys(_ID_COLUMNS, str))
         except pd.errors.EmptyDataError:
-            raise ValueError(
+            raise VendorFileError(
                 f"{file}: empty file (not even a header); a vendor file needs one row per "
                 "answered item"
             ) from None
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ValueError(f"{file}: not a readable CSV file ({err})") from err
+            raise VendorFileError(f"{file}: not a readable CSV file ({err})") from err
         sidecar = file.with_suffix(".meta.json")
         if sidecar.is_file():
             try:
-                declared = json.loads(sidecar.read_text())
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{sidecar}: not valid JSON ({err})") from err
+                declared = json.loads(sidecar.read_bytes())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise VendorFileError(f"{sidecar}: not valid JSON ({err})") from err
             if not isinstance(declared, dict):
-                raise ValueError(f"{sidecar}: expected a JSON object")
+                raise VendorFileError(f"{sidecar}: expected a JSON object")
             unknown = sorted(set(declared) - set(OPTION_KEYS))
             if unknown:
-                raise ValueError(
+                raise VendorFileError(
                     f"{sidecar}: unknown key(s) {unknown}; expected score_direction, score_range"
                 )
             meta.update(declared)
     else:
-        raise ValueError(f"{file}: unsupported vendor file type {suffix!r} (use .csv or .parquet)")
+        raise VendorFileError(
+            f"{file}: unsupported vendor file type {suffix!r} (use .csv or .parquet)"
+        )
     frame.attrs.update(meta)
     frame.attrs["source"] = str(file)
     return frame
@@ -82,7 +89,7 @@ def _parse_meta_value(file: Path, key: str, text: str) -> object:
         try:
             return json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{file}: metadata score_range {text!r} is not [lo, hi]") from err
+            raise VendorFileError(f"{file}: metadata score_range {text!r} is not [lo, hi]") from err
     return text
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from idv.atomic import write_json
+from idv.errors import IdvError
 from idv.metrics.bootstrap import (
     Statistic,
     auc_statistic,
@@ -71,7 +72,7 @@ GIT_PREFIX = "git:"
 _SHOWN = 5  # ids / keys quoted in an error message
 
 
-class GateError(ValueError):
+class GateError(IdvError, ValueError):
     """The gate cannot judge: a bad input, not a regression (the CLI exits 2, not 1)."""
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
-from idv.atomic import replace_dir
+from idv.atomic import remove_stale, replace_dir, temporary_sibling
 from idv.data.datasets import IMPLICIT_DATASET
 from idv.data.manifest import Manifest
 from idv.data.protocols import apply_protocol
@@ -40,6 +40,7 @@ from idv.models.checkpoint import net_from_checkpoint
 from idv.progress import step
 from idv.serving.bundle import verify_bundle, write_checksums
 from idv.serving.preprocess import prepare_inputs
+from idv.serving.signing import sign_bundle
 from idv.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def export_bundle(
     manifest: str | None = None,
     root: str | None = None,
     crop_note: str | None = None,
+    min_image_side: int | None = None,
+    signing_key: str | os.PathLike | None = None,
     intended_use: str | None = None,
     limitations: Sequence[str] = (),
 ) -> ExportResult:
@@ -146,22 +149,26 @@ def export_bundle(
     held = held_out_items(
         frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or []
     )
-    inputs = {"inputs": {n: input_spec(n, augment, task, data) for n in wrapper.input_names}}
+    min_side = int(min_image_side or 1)
+    inputs = {
+        "inputs": {n: input_spec(n, augment, task, data, min_side) for n in wrapper.input_names}
+    }
     first_two = {name: values[:2] for name, values in held.raw.items()}
     example = {k: torch.from_numpy(v) for k, v in prepare_inputs(first_two, inputs).items()}
     if any(len(v) < 2 for v in example.values()):
         example = {k: torch.cat([v, v]) for k, v in example.items()}
     with torch.inference_mode():
         shapes = {k: tuple(v.shape[1:]) for k, v in wrapper(**example).items()}
-    spec = preprocess_spec(wrapper, run_config, augment, shapes)
+    spec = preprocess_spec(wrapper, run_config, augment, shapes, min_side)
     formats = list(formats or task.get("export_formats") or ("torchscript", "onnx"))
 
     target = Path(bundle_dir)
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"bundle_dir {target} exists and is not a directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in remove_stale(target):  # a killed export's temporary bundle
+        log.info("removed %s, left by a process that no longer runs", stale)
+    tmp = temporary_sibling(target)
     tmp.mkdir()
     try:
         exported = export_formats(wrapper, example, tmp, formats)
@@ -203,6 +210,8 @@ def export_bundle(
         _write_json(card, tmp / "model_card.json")
         (tmp / "model_card.md").write_text(card_markdown(card))
         write_checksums(tmp)
+        if signing_key:
+            sign_bundle(tmp, signing_key)
         files = verify_bundle(tmp)
         replace_dir(tmp, target)
     finally:
@@ -265,6 +274,8 @@ def export(cfg) -> ExportResult:
         manifest=cfg.get("manifest"),
         root=cfg.get("root"),
         crop_note=cfg.get("crop_note"),
+        min_image_side=cfg.get("min_image_side"),
+        signing_key=cfg.get("signing_key"),
         intended_use=card.get("intended_use"),
         limitations=[str(x) for x in (card.get("limitations") or [])],
     )

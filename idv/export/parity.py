@@ -40,6 +40,7 @@ from torch import nn
 from idv import kinds
 from idv.data.augment.pipeline import build_transforms
 from idv.data.readers import read_image
+from idv.errors import IdvError
 from idv.export.formats import Exported
 from idv.export.wrappers import ServingWrapper
 from idv.models.outputs import named_outputs
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("test", "calib")  # held-out splits, in the order parity samples are drawn
 
 
-class ParityError(RuntimeError):
+class ParityError(IdvError, RuntimeError):
     """The exported model does not reproduce the eager one; `report` holds every figure."""
 
     def __init__(self, message: str, report: Mapping[str, Any]) -> None:

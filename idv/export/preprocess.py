@@ -28,8 +28,9 @@ from idv.serving.preprocess import INTERPOLATIONS
 TEMPLATES = {"arcface_112": ARCFACE_TEMPLATE_112}
 
 
-def image_spec(augment: Mapping[str, Any], crop_note: str) -> dict[str, Any]:
-    """The entry of one image input (modality `image`)."""
+def image_spec(augment: Mapping[str, Any], crop_note: str, min_side: int = 1) -> dict[str, Any]:
+    """The entry of one image input (modality `image`); an image shorter than `min_side`
+    pixels is a failure to acquire in serving."""
     pipeline = build_transforms(augment, "eval")
     steps = list(pipeline.transforms)
     resize = [t for t in steps if isinstance(t, A.Resize)]
@@ -83,6 +84,7 @@ def image_spec(augment: Mapping[str, Any], crop_note: str) -> dict[str, Any]:
             "inside_model": True,
         },
         "crop": crop_note.format(height=height, width=width),
+        "min_side": int(min_side),
     }
 
 
@@ -105,19 +107,24 @@ def alignment_spec(alignment: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def input_spec(
-    name: str, augment: Mapping[str, Any], task: Mapping[str, Any], data: Mapping[str, Any]
+    name: str,
+    augment: Mapping[str, Any],
+    task: Mapping[str, Any],
+    data: Mapping[str, Any],
+    min_side: int = 1,
 ) -> dict[str, Any]:
-    """The entry of a named input: its modality from the dataset's input name."""
+    """The entry of a named input: its modality from the dataset's input name; `min_side`:
+    the shortest image side serving accepts (export.yaml's `min_image_side`)."""
     crop_note = task.get("crop_note") or "{height}x{width} input, resized as in evaluation."
     dataset = data.get("dataset") or {}
     if name == "image":
-        spec = image_spec(augment, crop_note)
+        spec = image_spec(augment, crop_note, min_side)
         if task.get("alignment"):
             spec["alignment"] = alignment_spec(task["alignment"])
         return spec
     if name == "frames":
         frames = int(dataset.get("frames", 8))
-        spec = image_spec(augment, crop_note)
+        spec = image_spec(augment, crop_note, min_side)
         spec.update(modality="frames", frames=frames, layout="NTCHW")
         spec["shape"] = ["batch", frames, *spec["shape"][1:]]
         return spec
@@ -137,6 +144,7 @@ def preprocess_spec(
     run_config: Mapping[str, Any],
     augment: Mapping[str, Any],
     output_shapes: Mapping[str, Sequence[Any]],
+    min_side: int = 1,
 ) -> dict[str, Any]:
     """The JSON-safe signature of an exported wrapper trained with `augment`;
     `output_shapes`: each output's shape after the batch axis (from an example run)."""
@@ -145,7 +153,7 @@ def preprocess_spec(
     return {
         "schema_version": PREPROCESS_VERSION,
         "kind": task.get("kind"),
-        "inputs": {n: input_spec(n, augment, task, data) for n in wrapper.input_names},
+        "inputs": {n: input_spec(n, augment, task, data, min_side) for n in wrapper.input_names},
         "outputs": {
             n: {
                 "shape": ["batch", *[int(d) for d in output_shapes[n]]],

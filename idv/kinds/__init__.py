@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from idv.errors import IdvError
+
 __all__ = ["PARTS", "Kind", "KindError", "get", "kinds", "of_task", "register", "unregister"]
 
 # What a kind supplies, and who calls it (the signature each layer expects):
@@ -34,7 +36,7 @@ PARTS = {
 }
 
 
-class KindError(LookupError):
+class KindError(IdvError, LookupError):
     """An unknown kind, or a kind without the part asked for."""
 
 

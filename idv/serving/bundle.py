@@ -11,6 +11,7 @@ A bundle (written by `idv.export`) is one directory:
     model_card.json   the same, machine-readable
     parity.json       the export's parity figures (exported formats against the eager model)
     SHA256SUMS        sha256 of every other file (`sha256sum -c SHA256SUMS` format)
+    SHA256SUMS.sig    optional: the model owner's Ed25519 signature of SHA256SUMS
 
 `load_bundle` verifies every checksum first (a modified, missing or unlisted file is an error
 naming it), then builds the serving class of the bundle's kind (thresholds.json's `kind`, looked
@@ -37,26 +38,36 @@ from typing import Any
 import numpy as np
 
 from idv import kinds
+from idv.errors import IdvError
 from idv.hashing import sha256_file
 from idv.serving.backends import BACKENDS, MODEL_FILES, load_backend
 from idv.serving.preprocess import prepare_inputs
+from idv.serving.schema import SchemaError, check_preprocess
+from idv.serving.signing import (
+    SIGNATURE_FILE,
+    SignatureError,
+    configured_public_key,
+    verify_signature,
+)
 from idv.thresholds import Thresholds, ThresholdsError
 
 SUMS_FILE = "SHA256SUMS"
+UNSUMMED = (SUMS_FILE, SIGNATURE_FILE)  # the files SHA256SUMS does not list
 PREPROCESS_VERSION = 2  # preprocess.json: one entry per named input and output
 
 
-class BundleError(RuntimeError):
+class BundleError(IdvError, RuntimeError):
     """A bundle that is incomplete, altered or inconsistent; the message names the file."""
 
 
 def bundle_files(path: str | os.PathLike) -> list[str]:
-    """Relative POSIX paths of every file under a bundle directory but SHA256SUMS, sorted."""
+    """Relative POSIX paths of every file under a bundle directory but SHA256SUMS and its
+    signature, sorted."""
     root = Path(path)
     return sorted(
         p.relative_to(root).as_posix()
         for p in root.rglob("*")
-        if p.is_file() and p.relative_to(root).as_posix() != SUMS_FILE
+        if p.is_file() and p.relative_to(root).as_posix() not in UNSUMMED
     )
 
 
@@ -111,18 +122,37 @@ class Bundle:
     kind's decisions at the primary operating point). Subclasses per kind add the kind's
     methods (`idv.serving.detection.DetectionBundle`, `idv.serving.matching.MatchingBundle`)."""
 
-    def __init__(self, path: str | os.PathLike, backend: str = "torchscript", threads=None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        backend: str = "torchscript",
+        threads=None,
+        public_key: str | os.PathLike | None = None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self.path = Path(path)
         self.checksums = verify_bundle(self.path)
+        key = configured_public_key(public_key)
+        if key:
+            try:
+                verify_signature(self.path, key)
+            except SignatureError as err:
+                raise BundleError(str(err)) from err
+        self.signed_with = key
         self.preprocess = self._json("preprocess.json")
+        if not isinstance(self.preprocess, dict):
+            raise BundleError(f"bundle {self.path}: preprocess.json is not a JSON object")
         version = self.preprocess.get("schema_version")
         if version != PREPROCESS_VERSION:
             raise BundleError(
                 f"bundle {self.path}: preprocess.json schema_version {version!r}, this code "
                 f"reads version {PREPROCESS_VERSION}: re-export the bundle (idv-export)"
             )
+        try:
+            check_preprocess(self.preprocess)
+        except SchemaError as err:
+            raise BundleError(f"bundle {self.path}: preprocess.json {err}") from err
         if "thresholds.json" not in self.checksums:
             raise BundleError(f"bundle {self.path} has no thresholds.json")
         try:
@@ -138,7 +168,13 @@ class Bundle:
         self.input_names = list(self.preprocess["inputs"])
         self.output_names = list(self.preprocess["outputs"])
         self.primary = self.preprocess["primary_output"]
-        self.backend = load_backend(backend, model_file, self.input_names, threads)
+        try:
+            self.backend = load_backend(backend, model_file, self.input_names, threads)
+        except Exception as err:  # noqa: BLE001 - any runtime's failure to read the file
+            raise BundleError(
+                f"bundle {self.path}: {MODEL_FILES[backend]} cannot be loaded by {backend} "
+                f"({type(err).__name__}: {err})"
+            ) from err
 
     def _json(self, name: str) -> dict[str, Any]:
         file = self.path / name
@@ -176,18 +212,38 @@ class Bundle:
         return prepare_inputs(inputs, self.preprocess)
 
     def run(self, inputs: Any, batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Every named output of the model on `inputs` (any form `prepare` takes), batched."""
-        batch = self.prepare(inputs)
+        """Every named output of the model on `inputs` (any form `prepare` takes), batched; an
+        item below the bundle's minimum image side is a failure to acquire: NaN outputs."""
+        failures: set[int] = set()
+        batch = prepare_inputs(inputs, self.preprocess, failures)
         n = len(next(iter(batch.values())))
         if n == 0:
             shapes = {k: v.get("shape", ["batch"]) for k, v in self.preprocess["outputs"].items()}
             return {k: np.zeros((0, *[d for d in s[1:] if isinstance(d, int)]), np.float32)
                     for k, s in shapes.items()}  # fmt: skip
-        parts = [
-            self.backend({k: v[i : i + batch_size] for k, v in batch.items()})
-            for i in range(0, n, batch_size)
-        ]
-        return {name: np.concatenate([p[name] for p in parts]) for name in self.output_names}
+        try:
+            parts = [
+                self.backend({k: v[i : i + batch_size] for k, v in batch.items()})
+                for i in range(0, n, batch_size)
+            ]
+        except Exception as err:  # noqa: BLE001 - the runtime's error, with the file named
+            raise BundleError(
+                f"bundle {self.path}: {MODEL_FILES[self.backend_name]} failed on a batch of "
+                f"{ {k: list(v.shape) for k, v in batch.items()} } ({type(err).__name__}: {err})"
+            ) from err
+        missing = [name for name in self.output_names if name not in parts[0]]
+        if missing:
+            raise BundleError(
+                f"bundle {self.path}: {MODEL_FILES[self.backend_name]} has no output(s) "
+                f"{missing} named in preprocess.json (outputs: {sorted(parts[0])})"
+            )
+        out = {name: np.concatenate([p[name] for p in parts]) for name in self.output_names}
+        if failures:
+            rows = sorted(failures)
+            for name in out:
+                out[name] = out[name].astype(np.float32, copy=True)
+                out[name][rows] = np.nan
+        return out
 
     def decide(self, values: Any, segment: Any = None) -> np.ndarray:
         """The decision of each value at the primary operating point (thresholds.json's one
@@ -203,16 +259,21 @@ class Bundle:
 
 
 def load_bundle(
-    path: str | os.PathLike, backend: str = "torchscript", threads: int | None = None
+    path: str | os.PathLike,
+    backend: str = "torchscript",
+    threads: int | None = None,
+    public_key: str | os.PathLike | None = None,
 ) -> Bundle:
-    """Verify a bundle's checksums and load it as its kind's serving class, on `backend`
-    ('torchscript' needs torch; 'onnxruntime' needs onnxruntime and numpy, never torch)."""
+    """Verify a bundle's checksums (and, with a public key given or in
+    ``IDV_BUNDLE_PUBLIC_KEY``, its signature: idv.serving.signing) and load it as its kind's
+    serving class, on `backend` ('torchscript' needs torch; 'onnxruntime' needs onnxruntime
+    and numpy, never torch)."""
     try:
         kind = Thresholds.load(Path(path) / "thresholds.json").kind
     except (FileNotFoundError, ThresholdsError):
-        return Bundle(path, backend, threads)  # verification names what is wrong
+        return Bundle(path, backend, threads, public_key)  # verification names what is wrong
     try:
         cls = kinds.get(kind).serving
     except kinds.KindError as err:
         raise BundleError(f"bundle {path}: {err}") from err
-    return cls(path, backend, threads)
+    return cls(path, backend, threads, public_key)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from idv.atomic import replace_dir
+from idv.atomic import remove_stale, replace_dir, temporary_sibling
+from idv.errors import IdvError
 from idv.hashing import sha256_file
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
@@ -66,7 +66,7 @@ TYPE_PARAMS = {
 _CHECK_CHUNK = 65536  # rows per validation chunk: bounded temporaries on million-row galleries
 
 
-class GalleryError(RuntimeError):
+class GalleryError(IdvError, RuntimeError):
     """A saved gallery that is incomplete, altered or inconsistent; the message names the file."""
 
 
@@ -431,7 +431,8 @@ class Gallery:
         if not _replaceable(target):
             raise GalleryError(f"{target} exists and is not a saved gallery: refusing to replace")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        remove_stale(target)  # what a killed save left
+        tmp = temporary_sibling(target)
         try:
             tmp.mkdir()
             self._write_files(tmp)

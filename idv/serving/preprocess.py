@@ -9,6 +9,7 @@ training exactly (`idv.imaging.read_image`, then albumentations' `Resize`, which
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from idv.imaging import read_image
+
+log = logging.getLogger(__name__)
 
 # OpenCV interpolation flags by the names preprocess.json uses (cv2.INTER_*).
 INTERPOLATIONS: dict[str, int] = {
@@ -69,7 +72,7 @@ def _as_array(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def prepare(images: Any, spec: Mapping[str, Any]) -> np.ndarray:
+def prepare(images: Any, spec: Mapping[str, Any], failures: set[int] | None = None) -> np.ndarray:
     """Model input (float32 (N, 3, H, W), RGB, 0-255) from any of:
 
     - an image file path, or a sequence of paths;
@@ -78,22 +81,23 @@ def prepare(images: Any, spec: Mapping[str, Any]) -> np.ndarray:
     - an already preprocessed float batch (N, 3, H, W) at the input size with 0-255 values
       (RGB, not normalised): passed through as float32.
     Arrays may be numpy arrays or torch tensors (converted without importing torch).
+
+    An image shorter than the spec's `min_side` (a 1x1 or 0x0 image) is a failure to acquire:
+    its index goes into `failures` (and its row is blank), or, without a `failures` set, it
+    is a ValueError naming the item.
     """
     size = spec["resize"]
     shape = (3, int(size["height"]), int(size["width"]))
     if isinstance(images, str | os.PathLike):
-        return prepare([images], spec)
+        return prepare([images], spec, failures)
     if isinstance(images, Sequence) and not isinstance(images, str | bytes):
         if len(images) == 0:
             return np.zeros((0, *shape), np.float32)
-        batch = [
-            resize(read_image(x) if isinstance(x, str | os.PathLike) else _uint8_hwc(x), spec)
-            for x in images
-        ]
+        batch = [_resized(x, k, spec, failures) for k, x in enumerate(images)]
         return np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2), dtype=np.float32)
     array = _as_array(images)
     if array.ndim == 3:
-        return prepare([array], spec)
+        return prepare([array], spec, failures)
     if array.ndim != 4:
         raise ValueError(f"cannot score an array of shape {array.shape}: see prepare()")
     if array.dtype == np.uint8:
@@ -102,13 +106,32 @@ def prepare(images: Any, spec: Mapping[str, Any]) -> np.ndarray:
                 f"uint8 images must be RGB (N, H, W, 3), got shape {array.shape}; a float "
                 "(N, 3, H, W) batch is taken as already preprocessed"
             )
-        return prepare(list(array), spec)
+        return prepare(list(array), spec, failures)
     if not np.issubdtype(array.dtype, np.floating) or array.shape[1:] != shape:
         raise ValueError(
             f"a non-uint8 array is taken as a preprocessed float batch of shape (N, *{shape}) "
             f"(RGB, values 0-255), got dtype {array.dtype} shape {array.shape}"
         )
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _resized(item: Any, k: int, spec: Mapping[str, Any], failures: set[int] | None) -> np.ndarray:
+    """One item decoded and resized; below `min_side`: a failure (blank) or a ValueError."""
+    image = read_image(item) if isinstance(item, str | os.PathLike) else _uint8_hwc(item)
+    minimum = int(spec.get("min_side", 1))
+    if min(image.shape[:2]) < max(minimum, 1):
+        source = f"{item}" if isinstance(item, str | os.PathLike) else f"image {k}"
+        message = (
+            f"item {k} ({source}): image {image.shape[1]}x{image.shape[0]} is below the "
+            f"bundle's minimum side of {minimum} pixels (a failure to acquire)"
+        )
+        if failures is None:
+            raise ValueError(message)
+        failures.add(k)
+        log.warning(message)
+        size = spec["resize"]
+        return np.zeros((int(size["height"]), int(size["width"]), 3), np.uint8)
+    return resize(image, spec)
 
 
 def _uint8_hwc(image: Any) -> np.ndarray:
@@ -121,13 +144,16 @@ def _uint8_hwc(image: Any) -> np.ndarray:
     return array
 
 
-def prepare_inputs(data: Any, preprocess: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def prepare_inputs(
+    data: Any, preprocess: Mapping[str, Any], failures: set[int] | None = None
+) -> dict[str, np.ndarray]:
     """The model's named inputs (preprocess.json `inputs`, one entry per input) from `data`:
     a mapping {input name: value}, or, for a model with one input, the value itself. Per
     input modality: `image` -> `prepare` (paths, RGB uint8 images or a preprocessed batch);
     `frames` -> one `prepare`d (T, 3, H, W) clip per item (a sequence of T images each);
     `vector` -> float32 (N, D) as given (capture metadata, in the spec's column order);
-    `category` -> int64 (N,) indices of the spec's `values` (names or indices)."""
+    `category` -> int64 (N,) indices of the spec's `values` (names or indices). Items below an
+    image input's `min_side` go into `failures` (see `prepare`)."""
     specs = preprocess["inputs"]
     if not isinstance(data, Mapping):
         if len(specs) != 1:
@@ -138,19 +164,26 @@ def prepare_inputs(data: Any, preprocess: Mapping[str, Any]) -> dict[str, np.nda
     missing = [name for name in specs if name not in data]
     if missing:
         raise ValueError(f"missing model input(s) {missing}; the model takes {list(specs)}")
-    out = {name: _prepare_one(data[name], spec, name) for name, spec in specs.items()}
+    out = {name: _prepare_one(data[name], spec, name, failures) for name, spec in specs.items()}
     sizes = {name: len(v) for name, v in out.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"inputs of different batch sizes: {sizes}")
     return out
 
 
-def _prepare_one(value: Any, spec: Mapping[str, Any], name: str) -> np.ndarray:
+def _prepare_one(
+    value: Any, spec: Mapping[str, Any], name: str, failures: set[int] | None = None
+) -> np.ndarray:
     modality = spec["modality"]
     if modality == "image":
-        return prepare(value, spec)
+        return prepare(value, spec, failures)
     if modality == "frames":
-        clips = [prepare(list(clip), spec) for clip in value]
+        clips = []
+        for k, clip in enumerate(value):
+            bad: set[int] | None = None if failures is None else set()
+            clips.append(prepare(list(clip), spec, bad))
+            if bad:
+                failures.add(k)  # a clip with a frame too small is not acquired
         t = int(spec["frames"])
         bad = [k for k, c in enumerate(clips) if len(c) != t]
         if bad:

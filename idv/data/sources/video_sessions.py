@@ -36,6 +36,7 @@ from idv.data.manifest import BONA_FIDE
 from idv.data.readers import ImageReadError, read_image
 from idv.data.sources.folder_per_identity import IMAGE_SUFFIXES, _check_paths, pseudonym
 from idv.data.synth.writer import CorpusDir, finish_manifest
+from idv.errors import IdvError
 from idv.faces.acquisition import AcquisitionPolicy, choose_face
 from idv.faces.align import align_face
 
@@ -44,7 +45,7 @@ ONE_FACE = AcquisitionPolicy(several_faces="refuse")  # a frame with two faces i
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 
-class SessionError(ValueError):
+class SessionError(IdvError, ValueError):
     """A session's frames are inconsistent (sizes, order, numbering); names the session."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from idv.atomic import remove_stale, replace_dir, temporary_sibling
 from idv.data.manifest import write_manifest
 from idv.data.splits import assign_splits
 
@@ -40,17 +41,19 @@ def render_parallel(
 
 
 class CorpusDir:
-    """Build a corpus in a temporary sibling directory, then swap it in atomically.
+    """Build a corpus in a temporary sibling directory, then swap it in atomically
+    (`idv.atomic.replace_dir`: locked, exchanged).
 
-    A failure halfway leaves any previous corpus untouched.
+    A failure halfway leaves any previous corpus untouched; a writer killed halfway leaves
+    its temporary directory, which the next writer of the corpus removes.
     """
 
     def __init__(self, final: str | os.PathLike) -> None:
         self.final = Path(final)
-        self.tmp = self.final.with_name(f".{self.final.name}.tmp-{os.getpid()}")
+        self.tmp = temporary_sibling(self.final)
 
     def __enter__(self) -> Path:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_stale(self.final)  # what a killed writer left
         (self.tmp / "images").mkdir(parents=True)
         return self.tmp
 
@@ -58,11 +61,10 @@ class CorpusDir:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
-        old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
-        if self.final.exists():
-            os.replace(self.final, old)
-        os.replace(self.tmp, self.final)
-        shutil.rmtree(old, ignore_errors=True)
+        try:  # one locked exchange: a concurrent writer swaps before or after, never between
+            replace_dir(self.tmp, self.final)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def finish_manifest(

@@ -1,0 +1,104 @@
+"""preprocess.json checked on load: every key serving reads, with its type, so that a bundle
+edited by hand (and re-summed) fails at `load_bundle` with the key at fault, never later with
+a bare KeyError or an OpenCV assertion in the middle of scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from idv.faces.acquisition import AcquisitionPolicy
+from idv.faces.detection import DetectorSettings
+from idv.serving.preprocess import INTERPOLATIONS
+
+MODALITIES = ("image", "frames", "vector", "category")
+
+
+class SchemaError(ValueError):
+    """One key of preprocess.json is missing or malformed; `key` is its dotted path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"key {key!r} {message}")
+        self.key = key
+
+
+def _mapping(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SchemaError(key, f"must be an object, got {value!r}")
+    return value
+
+
+def _get(spec: Mapping[str, Any], name: str, key: str) -> Any:
+    if name not in spec:
+        raise SchemaError(f"{key}.{name}" if key else name, "is missing")
+    return spec[name]
+
+
+def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SchemaError(key, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _strings(value: Any, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SchemaError(key, f"must be a list of names, got {value!r}")
+    return value
+
+
+def check_preprocess(spec: Any) -> None:
+    """Raise SchemaError naming the first key of `spec` (preprocess.json) that serving could
+    not use."""
+    spec = _mapping(spec, "(top level)")
+    inputs = _mapping(_get(spec, "inputs", ""), "inputs")
+    outputs = _mapping(_get(spec, "outputs", ""), "outputs")
+    if not inputs or not outputs:
+        raise SchemaError("inputs" if not inputs else "outputs", "must name at least one entry")
+    for name, entry in inputs.items():
+        _check_input(_mapping(entry, f"inputs.{name}"), f"inputs.{name}")
+    for name, entry in outputs.items():
+        entry = _mapping(entry, f"outputs.{name}")
+        if "shape" in entry and not isinstance(entry["shape"], list):
+            raise SchemaError(f"outputs.{name}.shape", f"must be a list, got {entry['shape']!r}")
+    primary = _get(spec, "primary_output", "")
+    if not isinstance(primary, str) or primary not in outputs:
+        raise SchemaError("primary_output", f"must name one of {list(outputs)}, got {primary!r}")
+    if spec.get("acquisition") is not None:
+        _check_acquisition(_mapping(spec["acquisition"], "acquisition"))
+
+
+def _check_input(entry: Mapping[str, Any], key: str) -> None:
+    modality = _get(entry, "modality", key)
+    if modality not in MODALITIES:
+        raise SchemaError(f"{key}.modality", f"must be one of {MODALITIES}, got {modality!r}")
+    if modality in ("image", "frames"):
+        resize = _mapping(_get(entry, "resize", key), f"{key}.resize")
+        for side in ("height", "width"):
+            _positive_int(_get(resize, side, f"{key}.resize"), f"{key}.resize.{side}")
+        interpolation = _get(resize, "interpolation", f"{key}.resize")
+        if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
+            raise SchemaError(
+                f"{key}.resize.interpolation",
+                f"must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}",
+            )
+        if "min_side" in entry:
+            _positive_int(entry["min_side"], f"{key}.min_side")
+        if modality == "frames":
+            _positive_int(_get(entry, "frames", key), f"{key}.frames")
+            shape = _get(entry, "shape", key)
+            if not isinstance(shape, list) or len(shape) != 5:
+                raise SchemaError(f"{key}.shape", f"must be [batch, T, 3, H, W], got {shape!r}")
+    elif modality == "vector":
+        _strings(_get(entry, "columns", key), f"{key}.columns")
+    else:
+        _strings(_get(entry, "values", key), f"{key}.values")
+
+
+def _check_acquisition(entry: Mapping[str, Any]) -> None:
+    for name, parse in (("detector", DetectorSettings.from_mapping),
+                        ("policy", AcquisitionPolicy.from_mapping)):  # fmt: skip
+        value = _mapping(_get(entry, name, "acquisition"), f"acquisition.{name}")
+        try:
+            parse(value)
+        except (TypeError, ValueError) as err:
+            raise SchemaError(f"acquisition.{name}", f"is not valid ({err})") from err
