@@ -16,9 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from idv.errors import IdvError
 from idv.imaging import read_image
 
 log = logging.getLogger(__name__)
+
+
+class InputError(IdvError, ValueError):
+    """An input serving cannot score as given (an image too small, an array of the wrong
+    shape or type); the message names the item."""
+
 
 # OpenCV interpolation flags by the names preprocess.json uses (cv2.INTER_*).
 INTERPOLATIONS: dict[str, int] = {
@@ -126,7 +133,7 @@ def _resized(item: Any, k: int, spec: Mapping[str, Any], failures: set[int] | No
             f"bundle's minimum side of {minimum} pixels (a failure to acquire)"
         )
         if failures is None:
-            raise ValueError(message)
+            raise InputError(message)
         failures.add(k)
         log.warning(message)
         size = spec["resize"]
@@ -137,7 +144,7 @@ def _resized(item: Any, k: int, spec: Mapping[str, Any], failures: set[int] | No
 def _uint8_hwc(image: Any) -> np.ndarray:
     array = _as_array(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(
+        raise InputError(
             f"expected an image path or an RGB uint8 image (H, W, 3), got dtype {array.dtype} "
             f"shape {array.shape}"
         )
