@@ -14,6 +14,7 @@ from PIL import Image
 
 from idv.data.datasets import Batch, ClipDataset, ImageDataset, collate
 from idv.data.manifest import Manifest, write_manifest
+from idv.imaging import ImageReadError
 
 SPECIES = ["bona_fide", "print"]
 FLIP = {  # a certain flip and a random crop: geometry a mask or other frames must follow
@@ -166,3 +167,23 @@ def test_path_is_optional_in_the_manifest(tmp_path: Path) -> None:
     write_manifest(frame.assign(mask_path=["../x.png", None]), tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match=r"row 0 .*mask_path '\.\./x\.png' escapes"):
         Manifest.load(tmp_path / "bad.parquet")
+
+
+def test_an_image_below_the_minimum_side_is_unreadable(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "sample_id": ["a", "b"],
+            "path": [_image(tmp_path / "a.png", np.zeros((1, 1, 3), np.uint8)),
+                     _image(tmp_path / "b.png", np.zeros((20, 20, 3), np.uint8))],
+            "label": [0, 0],
+            "attack_type": ["bona_fide"] * 2,
+            "subject_id": ["s1", "s2"],
+        }
+    )  # fmt: skip
+    strict = ImageDataset(frame, tmp_path, FLIP, "eval", SPECIES, min_side=16)
+    with pytest.raises(ImageReadError, match=r"a\.png: image 1x1 of sample a is below .* 16"):
+        strict[0]
+    assert strict[1] is not None
+    skipping = ImageDataset(frame, tmp_path, FLIP, "eval", SPECIES, min_side=16, on_error="skip")
+    assert skipping[0] is None and skipping[1] is not None
+    assert ImageDataset(frame, tmp_path, FLIP, "eval", SPECIES)[0] is not None  # default: 1

@@ -74,6 +74,7 @@ class IDVDataModule(L.LightningDataModule):
         protocol: Mapping[str, Any] | None = None,
         cache_decoded: bool = False,
         target: Target = "label",
+        min_image_side: int = 1,
     ) -> None:
         super().__init__()
         self.manifest_file = Path(manifest)
@@ -92,6 +93,7 @@ class IDVDataModule(L.LightningDataModule):
         self.protocol = protocol
         self.cache_decoded = cache_decoded
         self.target = target
+        self.min_image_side = int(min_image_side)
         self.manifest: Manifest | None = None
         self.datasets: dict[str, ManifestDataset] = {}
 
@@ -145,6 +147,7 @@ class IDVDataModule(L.LightningDataModule):
             seed=self.seed,
             on_error=self.on_error,
             target=self.target,
+            min_side=self.min_image_side,
         )
         if self.cache_decoded:
             dataset.cache_decoded()

@@ -90,7 +90,8 @@ class ManifestDataset(Dataset):
     `species` lists the task's attack types in index order; `augment` is an augment config
     built for `stage` with the targets the modality needs; `target="subject"` makes the label
     the index of the sample's subject among the split's sorted subject ids (identity classes).
-    With `on_error="skip"` an unreadable file is logged by name and its sample dropped.
+    With `on_error="skip"` an unreadable file is logged by name and its sample dropped; an
+    image shorter than `min_side` pixels counts as unreadable.
     """
 
     input_names: tuple[str, ...] = ()
@@ -108,6 +109,7 @@ class ManifestDataset(Dataset):
         seed: int | None = None,
         on_error: OnError = "fail",
         target: Target = "label",
+        min_side: int = 1,
     ) -> None:
         if on_error not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -126,6 +128,7 @@ class ManifestDataset(Dataset):
             )
         self.root = Path(root)
         self.on_error = on_error
+        self.min_side = int(min_side)
         self.items = self.items_of(frame.reset_index(drop=True))
         self.sample_ids = self.items["sample_id"].astype(str).tolist()
         if target == "subject":
@@ -175,12 +178,31 @@ class ManifestDataset(Dataset):
 
     def _read(self, i: int) -> Any:
         try:
-            return self.read(i)
+            raw = self.read(i)
+            self._check_side(raw, i)
+            return raw
         except ImageReadError as err:
             if self.on_error == "fail":
                 raise
             log.warning("skipping unreadable sample %s: %s", self.sample_ids[i], err)
             return None
+
+    def _check_side(self, raw: Any, i: int) -> None:
+        """An image (or clip frame) shorter than `min_side` is unreadable for this run, as in
+        serving (a 1x1 image is not resized up and scored); masks (2-D) are not images."""
+        arrays = raw if isinstance(raw, list | tuple) else [raw]
+        for image in arrays:
+            if (
+                isinstance(image, np.ndarray)
+                and image.ndim == 3
+                and min(image.shape[:2]) < self.min_side
+            ):
+                where = self.items["path"].iat[i] if "path" in self.items else self.sample_ids[i]
+                raise ImageReadError(
+                    f"{self.root / str(where)}: image {image.shape[1]}x{image.shape[0]} of "
+                    f"sample {self.sample_ids[i]} is below the minimum side of {self.min_side} "
+                    "pixels (data.min_image_side)"
+                )
 
     def __len__(self) -> int:
         return len(self.items)
