@@ -16,8 +16,12 @@ _OFFLINE_DEFAULTS = {
     "WANDB_SILENT": "true",
     "DVC_NO_ANALYTICS": "1",
 }
+# Values at least as offline as ours, kept as the user set them.
+_AS_OFFLINE = {"WANDB_MODE": {"offline", "disabled"}}
 ONLINE_OPT_IN = "IDV_ONLINE"
 if os.environ.get(ONLINE_OPT_IN) != "1":
-    os.environ.update(_OFFLINE_DEFAULTS)
+    for _key, _value in _OFFLINE_DEFAULTS.items():
+        if os.environ.get(_key) not in _AS_OFFLINE.get(_key, ()):
+            os.environ[_key] = _value
 
 __version__ = "0.1.0"

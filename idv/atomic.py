@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-_TEMPORARY = re.compile(r"\.(?:tmp|old)-(\d+)(?:-[0-9a-f]+)?$")
+# What follows ".<target name>." in a temporary's name (so `.bundle.v2.tmp-...`, bundle.v2's,
+# is never taken for bundle's).
+_TEMPORARY = re.compile(r"(tmp|old)-(\d+)(?:-[0-9a-f]{8})?")
 
 
 def temporary_sibling(target: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -51,17 +53,23 @@ def _alive(pid: int) -> bool:
 def remove_stale(target: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of `target` left by processes that no longer run (a kill -9
     during an export left a 38 MB ``.bundle.tmp-<pid>``); returns what was removed. Those of
-    live processes (a concurrent writer) are left alone."""
+    live processes (a concurrent writer) are left alone. A writer killed between the two
+    renames of a swap leaves `target` missing and the previous version as ``.old-<pid>``:
+    that one is put back, not removed. Liveness is judged by pid on this host: writers in
+    other pid namespaces (containers, hosts sharing a volume) must not share a target."""
     target = Path(target)
-    removed = []
+    removed: list[Path] = []
     if not target.parent.is_dir():
         return removed
     prefix = f".{target.name}."
-    for entry in target.parent.iterdir():
+    for entry in sorted(target.parent.iterdir()):
         if not entry.name.startswith(prefix):
             continue
-        found = _TEMPORARY.search(entry.name[len(prefix) - 1 :])
-        if not found or int(found.group(1)) == os.getpid() or _alive(int(found.group(1))):
+        found = _TEMPORARY.fullmatch(entry.name[len(prefix) :])
+        if not found or int(found.group(2)) == os.getpid() or _alive(int(found.group(2))):
+            continue
+        if found.group(1) == "old" and not target.exists():
+            os.replace(entry, target)  # the only copy of the previous version: restore it
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -12,3 +12,8 @@ from __future__ import annotations
 
 class IdvError(Exception):
     """Bad input, refused with a message that names the file and the row or key at fault."""
+
+
+class InputError(IdvError, ValueError):
+    """An input serving cannot use as given (an image too small, an array that is no RGB uint8
+    image); the message names the item."""

@@ -15,8 +15,10 @@ Every Pillow mode is converted on purpose, never by a bare ``convert("RGB")`` (w
   background never invents texture;
 - palette (``P``), ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: Pillow's conversion to RGB;
 - any other mode is refused by name.
-Decoding errors, truncation and decompression bombs (Pillow's pixel limit) raise
-`ImageReadError` naming the file.
+Decoding errors of any kind (Pillow's plugins raise OSError, ValueError, struct.error,
+EOFError, ...), corrupt EXIF blocks, truncation and decompression bombs (Pillow's pixel
+limit) raise `ImageReadError` naming the file; a missing file or a directory is a
+FileNotFoundError, a permission error stays one (the caller's problem, not the image's).
 """
 
 from __future__ import annotations
@@ -43,20 +45,29 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Truncated and corrupt files raise ImageReadError naming the file: PIL would otherwise
     decode lazily and fail (or silently pad) much later, far from the cause.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     path = Path(path)
+    if not path.is_file():  # a wrong path is the caller's error, not an undecodable image
+        raise FileNotFoundError(f"{path}: image file not found (or not a file)")
     try:
         with Image.open(path) as image:
             image.load()  # force the full decode now, so truncation is caught here
-            image = ImageOps.exif_transpose(image)
+            try:
+                image = ImageOps.exif_transpose(image)
+            except Exception as err:  # noqa: BLE001 - Pillow's EXIF parser raises struct.error, ...
+                raise ImageReadError(
+                    f"{path}: corrupt EXIF block ({type(err).__name__}: {err})"
+                ) from err
             return to_rgb(image, str(path))
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, ImageReadError):
-            raise
-        raise ImageReadError(f"{path}: cannot decode image ({err})") from err
+    except (PermissionError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure (UnidentifiedImageError, ...)
+        raise ImageReadError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
 
 
 def to_rgb(image, source: str = "image") -> np.ndarray:

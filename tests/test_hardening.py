@@ -82,6 +82,13 @@ def test_alpha_palette_and_cmyk_are_explicit(tmp_path: Path) -> None:
         to_rgb(Odd(), "odd.img")
 
 
+def test_a_missing_file_is_the_callers_error_not_an_unreadable_image(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"selfie\.jpg: image file not found"):
+        read_image(tmp_path / "selfie.jpg")
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        read_image(tmp_path)
+
+
 def test_a_decompression_bomb_names_the_file(tmp_path: Path, monkeypatch) -> None:
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 px > 2 x the limit
@@ -164,18 +171,29 @@ def _dead_pid() -> int:
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
     target = tmp_path / "bundle"
+    target.mkdir()
     dead, alive = _dead_pid(), os.getppid()
     stale = tmp_path / f".bundle.tmp-{dead}"  # what a kill -9 during idv-export leaves
     (stale / "sub").mkdir(parents=True)
     (stale / "sub" / "model.onnx").write_bytes(b"x" * 1024)
-    legacy_old = tmp_path / f".bundle.old-{dead}-0a1b2c3d"
-    legacy_old.mkdir()
+    old = tmp_path / f".bundle.old-{dead}-0a1b2c3d"
+    old.mkdir()
     live = tmp_path / f".bundle.tmp-{alive}-deadbeef"  # a concurrent writer's: kept
     live.mkdir()
-    other = tmp_path / f".gallery.tmp-{dead}"  # another target's: not ours to judge
-    other.mkdir()
-    assert sorted(p.name for p in remove_stale(target)) == sorted([stale.name, legacy_old.name])
-    assert live.exists() and other.exists() and not stale.exists()
+    others = [tmp_path / f".gallery.tmp-{dead}", tmp_path / f".bundle.v2.tmp-{dead}-0a1b2c3d"]
+    for other in others:  # other targets' temporaries: not ours to judge
+        other.mkdir()
+    assert sorted(p.name for p in remove_stale(target)) == sorted([stale.name, old.name])
+    assert live.exists() and all(o.exists() for o in others) and not stale.exists()
+
+
+def test_a_swap_killed_halfway_puts_the_previous_version_back(tmp_path: Path) -> None:
+    target = tmp_path / "corpus"  # killed after `target -> .old`, before `new -> target`
+    old = tmp_path / f".corpus.old-{_dead_pid()}-0a1b2c3d"
+    old.mkdir()
+    (old / "manifest.txt").write_text("previous")
+    assert remove_stale(target) == []
+    assert (target / "manifest.txt").read_text() == "previous" and not old.exists()
 
 
 def test_a_killed_export_is_cleaned_by_the_next_one(pad_bundle, tmp_path: Path) -> None:
@@ -228,8 +246,10 @@ def test_a_failed_run_keeps_the_run_dir_consistent(tmp_path: Path) -> None:
         @hydra.main(version_base="1.3", config_path=None, config_name=None)
         @guarded
         def main(cfg: DictConfig) -> None:
-            if cfg.fail:
+            if cfg.fail == "raise":
                 raise ValueError("bad input in row 7")
+            if cfg.fail == "exit":
+                raise SystemExit(3)
             Path("result.txt").write_text(str(cfg.value))
 
         if __name__ == "__main__":
@@ -241,8 +261,11 @@ def test_a_failed_run_keeps_the_run_dir_consistent(tmp_path: Path) -> None:
         args = [sys.executable, str(app), f"hydra.run.dir={run_dir}", "hydra.job.chdir=true"]
         return subprocess.run([*args, *overrides], capture_output=True, text=True)
 
-    assert run("+fail=false", "+value=1").returncode == 0
-    failed = run("+fail=true", "+value=2")
+    first = run("+fail=raise", "+value=0")  # a first run that fails: nothing to put back
+    assert first.returncode != 0 and not (run_dir / "result.txt").exists()
+    assert "value: 0" in (run_dir / ".hydra" / "failed" / "config.yaml").read_text()
+    assert run("+fail=none", "+value=1").returncode == 0
+    failed = run("+fail=raise", "+value=2")
     assert failed.returncode != 0
     assert (run_dir / "result.txt").read_text() == "1"
     config = (run_dir / ".hydra" / "config.yaml").read_text()
@@ -250,6 +273,10 @@ def test_a_failed_run_keeps_the_run_dir_consistent(tmp_path: Path) -> None:
     assert "value: 2" in (run_dir / ".hydra" / "failed" / "config.yaml").read_text()
     log = (run_dir / "app.log").read_text()
     assert "run failed: ValueError: bad input in row 7" in log and "Traceback" in log
+    assert run("+fail=exit", "+value=3").returncode == 3  # a non-zero exit is a failure too
+    assert "value: 1" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "value: 3" in (run_dir / ".hydra" / "failed" / "config.yaml").read_text()
+    assert "run exited with status 3" in (run_dir / "app.log").read_text()
 
 
 # ---- signed bundles -----------------------------------------------------------------------
@@ -281,7 +308,17 @@ def test_signed_bundles_verify_and_tampering_is_refused(pad_bundle, tmp_path, mo
     (rewritten / SIGNATURE_FILE).unlink()  # deleting the signature does not bypass it
     with pytest.raises(BundleError, match=r"SHA256SUMS\.sig is missing, and a public key"):
         load_bundle(rewritten)
+    (rewritten / SIGNATURE_FILE).write_text("not base64 at all!\n")
+    with pytest.raises(BundleError, match=r"SHA256SUMS\.sig is not base64"):
+        load_bundle(rewritten)
+    (rewritten / SIGNATURE_FILE).write_text("AAAA\n")  # base64, but no Ed25519 signature
+    with pytest.raises(BundleError, match="does not verify"):
+        load_bundle(rewritten)
+    monkeypatch.setenv("IDV_BUNDLE_PUBLIC_KEY", "")  # set but empty: refused, not ignored
+    with pytest.raises(IdvError, match="IDV_BUNDLE_PUBLIC_KEY is set but empty"):
+        load_bundle(rewritten)
     monkeypatch.delenv("IDV_BUNDLE_PUBLIC_KEY")
+    (rewritten / SIGNATURE_FILE).unlink()
     load_bundle(rewritten)  # no key configured: checksums only, as before
 
 
@@ -307,16 +344,21 @@ def test_idv_export_signs_with_the_configured_key(pad_bundle, tmp_path: Path) ->
 
 def test_offline_switches_are_forced_unless_opted_in() -> None:
     script = (
-        "import os, idv; "
-        "print(os.environ['NO_ALBUMENTATIONS_UPDATE'], os.environ['HF_HUB_OFFLINE'])"
+        "import os, idv; print(os.environ['NO_ALBUMENTATIONS_UPDATE'], "
+        "os.environ['HF_HUB_OFFLINE'], os.environ['WANDB_MODE'])"
     )
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "0", "HF_HUB_OFFLINE": "0"}
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "0", "HF_HUB_OFFLINE": "0",
+           "WANDB_MODE": "online"}  # fmt: skip
     env.pop("IDV_ONLINE", None)
     forced = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert forced.stdout.split() == ["1", "1"], forced.stderr
+    assert forced.stdout.split() == ["1", "1", "offline"], forced.stderr
+    disabled = {**env, "WANDB_MODE": "disabled"}  # already more offline than ours: kept
+    kept = subprocess.run([sys.executable, "-c", script], env=disabled, capture_output=True,
+                          text=True)  # fmt: skip
+    assert kept.stdout.split()[2] == "disabled", kept.stderr
     opted = subprocess.run([sys.executable, "-c", script], env={**env, "IDV_ONLINE": "1"},
                            capture_output=True, text=True)  # fmt: skip
-    assert opted.stdout.split() == ["0", "0"], opted.stderr
+    assert opted.stdout.split() == ["0", "0", "online"], opted.stderr
 
 
 def test_every_loader_error_is_an_idv_error() -> None:

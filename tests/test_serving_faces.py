@@ -150,6 +150,14 @@ def test_acquire_downscales_large_photos_and_maps_back(served) -> None:
     assert full.acquired and full.scale == 1.0
 
 
+def test_downscaled_detections_map_back_per_axis_in_pixel_centres() -> None:
+    small = Detection(np.float32([0, 0, 9, 4]), 0.99, np.float32([[4.5, 2.0]] * 5))
+    full = small.mapped(2.0, 3.0)  # a 20x15 photo shown as 10x5
+    np.testing.assert_allclose(full.landmarks[0], [9.5, 7.0])  # the centre stays the centre
+    np.testing.assert_allclose(full.box, [0.5, 1.0, 18.5, 13.0])
+    assert full.probability == small.probability
+
+
 def test_failures_to_acquire_say_why(served, tmp_path: Path) -> None:
     policy = AcquisitionPolicy(min_face_side=100)
     largest = AcquisitionPolicy(several_faces="largest", min_face_side=300)

@@ -149,7 +149,8 @@ def export_bundle(
     held = held_out_items(
         frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or []
     )
-    min_side = int(min_image_side or 1)
+    # The training run's own minimum (data.min_image_side) unless the export overrides it.
+    min_side = int(min_image_side or (run_config.get("data") or {}).get("min_image_side") or 1)
     inputs = {
         "inputs": {n: input_spec(n, augment, task, data, min_side) for n in wrapper.input_names}
     }

@@ -7,7 +7,10 @@ bundle's serving (`MatchingBundle.acquire`), so that a photo is judged the same 
 2. an image shorter than ``min_face_side`` on its short side: ``too_small``;
 3. downscale a photo whose longer side exceeds ``max_side`` (OpenCV's area filter) before
    detection: MTCNN's pyramid grows with the image (three 4000-px photos took 66 s); boxes
-   and landmarks are mapped back, and the crop is cut from the full-resolution photo;
+   and landmarks are mapped back per axis, and the crop is cut from the full-resolution
+   photo. The detector's ``min_face_size`` then applies to the downscaled image: on a
+   4000-px photo downscaled to 1024, faces under about 80 px are not searched (a far
+   bystander may go unseen, a tiny face is ``no_face`` rather than ``too_small``);
 4. detect; no face at or above the detector's ``min_probability``: ``no_face``;
 5. choose one face (``several_faces`` policy, below); none chosen: ``several_faces``, with
    every face's probability and size in the report, so a user sees what another policy
@@ -158,7 +161,8 @@ def acquire(
             f"(min_face_side {policy.min_face_side:g} px)",
         )  # fmt: skip
     small, factor = downscale(image, policy.max_side)
-    faces = tuple(d.scaled(1.0 / factor) if factor != 1.0 else d for d in detect(small))
+    sx, sy = width / small.shape[1], height / small.shape[0]  # each axis' own rounding
+    faces = tuple(d.mapped(sx, sy) if factor != 1.0 else d for d in detect(small))
     face, failure = choose_face(faces, policy, image.shape)
     if failure == "no_face":
         return Acquisition(source, failure, "no face at the detector's probability", faces,

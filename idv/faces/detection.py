@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from idv.errors import InputError
+
 #: facenet-pytorch's MTCNN defaults (P-, R-, O-net thresholds; smallest face in pixels).
 DEFAULT_THRESHOLDS: tuple[float, float, float] = (0.6, 0.7, 0.7)
 DEFAULT_MIN_FACE_SIZE = 20
@@ -40,13 +42,13 @@ class Detection:
         box = self.box.astype(np.float64)
         return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
-    def scaled(self, factor: float) -> Detection:
-        """The same face in an image `factor` times the size (boxes and landmarks scaled)."""
-        return Detection(
-            box=frozen(self.box * factor),
-            probability=self.probability,
-            landmarks=frozen(self.landmarks * factor),
-        )
+    def mapped(self, sx: float, sy: float) -> Detection:
+        """The same face in an image `sx` times as wide and `sy` times as tall (a photo it was
+        downscaled from): pixel-centre coordinates, (x + 0.5) * s - 0.5 per axis."""
+        scale = np.array([sx, sy], np.float64)
+        points = (self.landmarks.astype(np.float64) + 0.5) * scale - 0.5
+        corners = (self.box.astype(np.float64).reshape(2, 2) + 0.5) * scale - 0.5
+        return Detection(frozen(corners.reshape(4)), self.probability, frozen(points))
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: probability, side and box (pixels), for a failure-to-acquire report."""
@@ -115,10 +117,10 @@ class DetectorSettings:
 
 
 def check_rgb(image: Any) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array, or a ValueError that says what the array was."""
+    """An (H, W, 3) uint8 RGB array, or an InputError that says what the array was."""
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(
+        raise InputError(
             f"image must be an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}"
         )
     return array

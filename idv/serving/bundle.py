@@ -45,13 +45,13 @@ from idv.serving.preprocess import prepare_inputs
 from idv.serving.schema import SchemaError, check_preprocess
 from idv.serving.signing import (
     SIGNATURE_FILE,
+    SUMS_FILE,
     SignatureError,
     configured_public_key,
     verify_signature,
 )
 from idv.thresholds import Thresholds, ThresholdsError
 
-SUMS_FILE = "SHA256SUMS"
 UNSUMMED = (SUMS_FILE, SIGNATURE_FILE)  # the files SHA256SUMS does not list
 PREPROCESS_VERSION = 2  # preprocess.json: one entry per named input and output
 
@@ -170,6 +170,8 @@ class Bundle:
         self.primary = self.preprocess["primary_output"]
         try:
             self.backend = load_backend(backend, model_file, self.input_names, threads)
+        except (ImportError, MemoryError):  # the environment, not the file
+            raise
         except Exception as err:  # noqa: BLE001 - any runtime's failure to read the file
             raise BundleError(
                 f"bundle {self.path}: {MODEL_FILES[backend]} cannot be loaded by {backend} "
@@ -181,8 +183,8 @@ class Bundle:
         if name not in self.checksums:
             raise BundleError(f"bundle {self.path} has no {name}")
         try:
-            return json.loads(file.read_text())
-        except json.JSONDecodeError as err:
+            return json.loads(file.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BundleError(f"bundle {self.path}: {name} is not valid JSON ({err})") from err
 
     def __getattr__(self, name: str) -> Any:
@@ -226,6 +228,8 @@ class Bundle:
                 self.backend({k: v[i : i + batch_size] for k, v in batch.items()})
                 for i in range(0, n, batch_size)
             ]
+        except (ImportError, MemoryError):
+            raise
         except Exception as err:  # noqa: BLE001 - the runtime's error, with the file named
             raise BundleError(
                 f"bundle {self.path}: {MODEL_FILES[self.backend_name]} failed on a batch of "
@@ -268,6 +272,13 @@ def load_bundle(
     ``IDV_BUNDLE_PUBLIC_KEY``, its signature: idv.serving.signing) and load it as its kind's
     serving class, on `backend` ('torchscript' needs torch; 'onnxruntime' needs onnxruntime
     and numpy, never torch)."""
+    verify_bundle(path)  # checksums and signature before any file is parsed
+    key = configured_public_key(public_key)
+    if key:
+        try:
+            verify_signature(path, key)
+        except SignatureError as err:
+            raise BundleError(str(err)) from err
     try:
         kind = Thresholds.load(Path(path) / "thresholds.json").kind
     except (FileNotFoundError, ThresholdsError):

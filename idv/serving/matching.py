@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from idv.errors import InputError
 from idv.faces.acquisition import Acquisition, AcquisitionPolicy, acquire, acquire_file
 from idv.faces.detection import DetectorSettings
 from idv.faces.mtcnn import MTCNN, STAGE_INPUT, STAGES
@@ -41,6 +42,11 @@ class MatchingBundle(Bundle):
     non_match; a failure to acquire, NaN, -> non_match)."""
 
     _detector: MTCNN | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.preprocess.get("acquisition") is not None:
+            self.detector  # noqa: B018 - load now, from the files just verified
 
     @property
     def acquisition(self) -> AcquisitionPolicy | None:
@@ -116,11 +122,7 @@ class MatchingBundle(Bundle):
     def _embeddings(self, x: Any, aligned: bool = False) -> np.ndarray:
         """(N, D) float32 embeddings: `x` itself when it is a float (D,) / (N, D) array of unit
         vectors (a NaN row: a failure to acquire), else `embed(x, aligned=aligned)`."""
-        array = None
-        if not isinstance(x, str | os.PathLike) and (
-            hasattr(x, "detach") or isinstance(x, np.ndarray)
-        ):
-            array = x.detach().cpu().numpy() if hasattr(x, "detach") else x
+        array = _as_array(x) if isinstance(x, np.ndarray) or _is_tensor(x) else None
         if array is not None and array.ndim in (1, 2) and np.issubdtype(array.dtype, np.floating):
             array = np.atleast_2d(array).astype(np.float32)
             dim = self.embedding_dim
@@ -238,7 +240,7 @@ def _photos(images: Any) -> list[Any]:
     if isinstance(images, np.ndarray) or _is_tensor(images):
         array = _as_array(images)
         if array.dtype != np.uint8:
-            raise ValueError(
+            raise InputError(
                 f"photos must be RGB uint8 images, got dtype {array.dtype} shape {array.shape}; "
                 "a preprocessed float batch is aligned crops: pass aligned=True"
             )
@@ -246,7 +248,7 @@ def _photos(images: Any) -> list[Any]:
             return [array]
         if array.ndim == 4:
             return list(array)
-        raise ValueError(f"photos must be (H, W, 3) or (N, H, W, 3) arrays, got {array.shape}")
+        raise InputError(f"photos must be (H, W, 3) or (N, H, W, 3) arrays, got {array.shape}")
     if isinstance(images, Sequence) and not isinstance(images, bytes):
         return list(images)
-    raise TypeError(f"cannot read photos from a {type(images).__name__}: see acquire()")
+    raise InputError(f"cannot read photos from a {type(images).__name__}: see acquire()")

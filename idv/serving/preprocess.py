@@ -16,15 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from idv.errors import IdvError
-from idv.imaging import read_image
+from idv.errors import InputError
+from idv.imaging import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
-
-
-class InputError(IdvError, ValueError):
-    """An input serving cannot score as given (an image too small, an array of the wrong
-    shape or type); the message names the item."""
 
 
 # OpenCV interpolation flags by the names preprocess.json uses (cv2.INTER_*).
@@ -124,7 +119,17 @@ def prepare(images: Any, spec: Mapping[str, Any], failures: set[int] | None = No
 
 def _resized(item: Any, k: int, spec: Mapping[str, Any], failures: set[int] | None) -> np.ndarray:
     """One item decoded and resized; below `min_side`: a failure (blank) or a ValueError."""
-    image = read_image(item) if isinstance(item, str | os.PathLike) else _uint8_hwc(item)
+    if isinstance(item, str | os.PathLike):
+        try:
+            image = read_image(item)
+        except ImageReadError as err:  # a failure to acquire like any other, when counted
+            if failures is None:
+                raise
+            failures.add(k)
+            log.warning("item %d: %s (a failure to acquire)", k, err)
+            return _blank(spec)
+    else:
+        image = _uint8_hwc(item)
     minimum = int(spec.get("min_side", 1))
     if min(image.shape[:2]) < max(minimum, 1):
         source = f"{item}" if isinstance(item, str | os.PathLike) else f"image {k}"
@@ -136,9 +141,13 @@ def _resized(item: Any, k: int, spec: Mapping[str, Any], failures: set[int] | No
             raise InputError(message)
         failures.add(k)
         log.warning(message)
-        size = spec["resize"]
-        return np.zeros((int(size["height"]), int(size["width"]), 3), np.uint8)
+        return _blank(spec)
     return resize(image, spec)
+
+
+def _blank(spec: Mapping[str, Any]) -> np.ndarray:
+    size = spec["resize"]
+    return np.zeros((int(size["height"]), int(size["width"]), 3), np.uint8)
 
 
 def _uint8_hwc(image: Any) -> np.ndarray:

@@ -100,5 +100,5 @@ def _check_acquisition(entry: Mapping[str, Any]) -> None:
         value = _mapping(_get(entry, name, "acquisition"), f"acquisition.{name}")
         try:
             parse(value)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, ArithmeticError) as err:  # int(inf): OverflowError
             raise SchemaError(f"acquisition.{name}", f"is not valid ({err})") from err

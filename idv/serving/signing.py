@@ -65,8 +65,17 @@ def sign_bundle(bundle_dir: str | os.PathLike, private_key: str | os.PathLike) -
 
 
 def configured_public_key(public_key: str | os.PathLike | None) -> str | None:
-    """The public key to verify with: the argument, else ``IDV_BUNDLE_PUBLIC_KEY``."""
-    return str(public_key) if public_key else os.environ.get(PUBLIC_KEY_ENV) or None
+    """The public key to verify with: the argument, else ``IDV_BUNDLE_PUBLIC_KEY``. The
+    variable set but empty is a misconfiguration, refused (failing open would load unsigned
+    bundles without a word)."""
+    if public_key:
+        return str(public_key)
+    value = os.environ.get(PUBLIC_KEY_ENV)
+    if value is not None and not value.strip():
+        raise SignatureError(
+            f"{PUBLIC_KEY_ENV} is set but empty: give the public key's PEM file, or unset it"
+        )
+    return value or None
 
 
 def verify_signature(bundle_dir: str | os.PathLike, public_key: str | os.PathLike) -> None:
