@@ -29,7 +29,7 @@ from idv.data.manifest import Manifest, write_manifest
 from idv.errors import IdvError
 from idv.evaluation.benchmark_io import read_vendor_file
 from idv.imaging import read_image
-from idv.score_tables import read_table
+from idv.score_tables import read_detection_table
 from idv.serving import load_bundle
 from idv.serving.bundle import write_checksums
 from idv.thresholds import Thresholds
@@ -194,7 +194,7 @@ def test_score_table_bytes(pad_bundle, edit) -> None:
     with scratch() as tmp:
         file = tmp / "scores.parquet"
         file.write_bytes(corrupt(source.read_bytes(), edit))
-        outcome(lambda: read_table(file, "detection"), file)
+        outcome(lambda: read_detection_table(file), file)
 
 
 @FUZZ
@@ -206,7 +206,7 @@ def test_score_table_cells(pad_bundle, row, column, value) -> None:
     with scratch() as tmp:
         file = tmp / "scores.parquet"
         _cell(frame, row, column, value).to_parquet(file, index=False)
-        outcome(lambda: read_table(file, "detection"), file, f"row {row}", column)
+        outcome(lambda: read_detection_table(file), file, f"row {row}", column)
 
 
 @pytest.fixture(scope="module")

@@ -62,10 +62,6 @@ class FaceDetector:
         )
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
-        self.min_probability = self.settings.min_probability
-        self.min_face_size = self.settings.min_face_size
-        self.thresholds = self.settings.thresholds
-        self.factor = self.settings.factor
         self.threads = None if threads is None else int(threads)
         self._mtcnn: Any = None
 
@@ -78,9 +74,9 @@ class FaceDetector:
             self._mtcnn = MTCNN(
                 keep_all=True,
                 device="cpu",
-                min_face_size=self.min_face_size,
-                thresholds=list(self.thresholds),
-                factor=self.factor,
+                min_face_size=self.settings.min_face_size,
+                thresholds=list(self.settings.thresholds),
+                factor=self.settings.factor,
             ).eval()
         return self._mtcnn
 
@@ -101,7 +97,7 @@ class FaceDetector:
         return [
             Detection(box=frozen(box), probability=float(p), landmarks=frozen(lm))
             for box, p, lm in zip(boxes, probs, points, strict=True)
-            if p >= self.min_probability
+            if p >= self.settings.min_probability
         ]
 
 

@@ -48,24 +48,14 @@ def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> p
         _check_values(frame, "attack_type", held_out, name)
         keep = ~(fit & frame["attack_type"].isin(held_out))
     elif name == "cross_device":
-        train, test = list(protocol["train_devices"]), list(protocol["test_devices"])
-        _check_values(frame, "capture_device", train + test, name)
-        if set(train) & set(test):
-            raise ValueError(
-                f"protocol cross_device: devices {sorted(set(train) & set(test))} "
-                "are in both train_devices and test_devices"
-            )
+        train, test = _disjoint(frame, protocol, "capture_device", "train_devices", "test_devices")
         keep = (fit & frame["capture_device"].isin(train)) | (
             ~fit & frame["capture_device"].isin(test)
         )
     elif name == "cross_species":
-        fit_species, test_species = list(protocol["fit_species"]), list(protocol["test_species"])
-        _check_values(frame, "attack_type", fit_species + test_species, name)
-        if set(fit_species) & set(test_species):
-            raise ValueError(
-                f"protocol cross_species: species {sorted(set(fit_species) & set(test_species))}"
-                " are in both fit_species and test_species"
-            )
+        fit_species, test_species = _disjoint(
+            frame, protocol, "attack_type", "fit_species", "test_species"
+        )
         bona = frame["attack_type"] == BONA_FIDE
         keep = (
             bona
@@ -78,3 +68,16 @@ def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> p
             "cross_species"
         )
     return frame[keep.to_numpy()].reset_index(drop=True)
+
+
+def _disjoint(
+    frame: pd.DataFrame, protocol: Mapping[str, Any], column: str, fit_key: str, test_key: str
+) -> tuple[list[Any], list[Any]]:
+    """The protocol's fit and test values of `column`: present in the frame and disjoint."""
+    name = protocol["name"]
+    fit, test = list(protocol[fit_key]), list(protocol[test_key])
+    _check_values(frame, column, fit + test, name)
+    both = sorted(set(fit) & set(test))
+    if both:
+        raise ValueError(f"protocol {name}: {both} are in both {fit_key} and {test_key}")
+    return fit, test

@@ -145,12 +145,7 @@ def check_detector_parity(
     """The served detector on every backend against facenet-pytorch's MTCNN on `images`:
     {backend: {images, faces, max_box_px, max_landmark_px}}; a ParityError when an image's
     faces differ in number or any coordinate is off by more than `tolerance_px`."""
-    reference_detector = FaceDetector(
-        min_probability=settings.min_probability,
-        min_face_size=settings.min_face_size,
-        thresholds=settings.thresholds,
-        factor=settings.factor,
-    )
+    reference_detector = FaceDetector(**settings.to_dict())
     reference = [reference_detector.detect(image) for image in images]
     figures: dict[str, Any] = {}
     for backend in backends:

@@ -117,6 +117,21 @@ def verify_bundle(path: str | os.PathLike) -> dict[str, str]:
     return listed
 
 
+def verify(
+    path: str | os.PathLike, public_key: str | os.PathLike | None = None
+) -> tuple[dict[str, str], str | None]:
+    """`verify_bundle`, then the signature when a public key is given or in
+    ``IDV_BUNDLE_PUBLIC_KEY``: ({file: sha256}, the key verified with or None)."""
+    checksums = verify_bundle(path)
+    key = configured_public_key(public_key)
+    if key:
+        try:
+            verify_signature(path, key)
+        except SignatureError as err:
+            raise BundleError(str(err)) from err
+    return checksums, key
+
+
 class Bundle:
     """A verified bundle with one loaded backend: `run` (every named output), `decide` (the
     kind's decisions at the primary operating point). Subclasses per kind add the kind's
@@ -128,18 +143,14 @@ class Bundle:
         backend: str = "torchscript",
         threads=None,
         public_key: str | os.PathLike | None = None,
+        *,
+        _verified: tuple[dict[str, str], str | None] | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         self.path = Path(path)
-        self.checksums = verify_bundle(self.path)
-        key = configured_public_key(public_key)
-        if key:
-            try:
-                verify_signature(self.path, key)
-            except SignatureError as err:
-                raise BundleError(str(err)) from err
-        self.signed_with = key
+        # `_verified`: what `load_bundle` already checked, so the files are hashed once.
+        self.checksums, self.signed_with = _verified or verify(self.path, public_key)
         self.preprocess = self._json("preprocess.json")
         if not isinstance(self.preprocess, dict):
             raise BundleError(f"bundle {self.path}: preprocess.json is not a JSON object")
@@ -272,19 +283,13 @@ def load_bundle(
     ``IDV_BUNDLE_PUBLIC_KEY``, its signature: idv.serving.signing) and load it as its kind's
     serving class, on `backend` ('torchscript' needs torch; 'onnxruntime' needs onnxruntime
     and numpy, never torch)."""
-    verify_bundle(path)  # checksums and signature before any file is parsed
-    key = configured_public_key(public_key)
-    if key:
-        try:
-            verify_signature(path, key)
-        except SignatureError as err:
-            raise BundleError(str(err)) from err
+    verified = verify(path, public_key)  # checksums and signature before any file is parsed
     try:
         kind = Thresholds.load(Path(path) / "thresholds.json").kind
-    except (FileNotFoundError, ThresholdsError):
-        return Bundle(path, backend, threads, public_key)  # verification names what is wrong
+    except (FileNotFoundError, ThresholdsError):  # Bundle names what is wrong
+        return Bundle(path, backend, threads, public_key, _verified=verified)
     try:
         cls = kinds.get(kind).serving
     except kinds.KindError as err:
         raise BundleError(f"bundle {path}: {err}") from err
-    return cls(path, backend, threads, public_key)
+    return cls(path, backend, threads, public_key, _verified=verified)
