@@ -22,6 +22,7 @@ GENERATORS = {
     "pad": "idv.data.synth.pad_corpus:generate_pad_corpus",
     "clips": "idv.data.synth.clip_corpus:generate_clip_corpus",
     "deepfakes": "idv.data.synth.deepfake_corpus:generate_deepfake_corpus",
+    "sessions": "idv.data.synth.session_corpus:generate_session_corpus",
 }
 
 
@@ -49,7 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         frame = _generator(name)(corpus_cfg, cfg.profile, int(cfg.seed), out, workers=workers)
         seconds = time.perf_counter() - start
         console.print(
-            f"[bold]{name}[/bold] ({cfg.profile}): {len(frame)} images of "
+            f"[bold]{name}[/bold] ({cfg.profile}): {len(frame)} samples of "
             f"{frame['subject_id'].nunique()} subjects in {seconds:.1f} s -> {out}"
         )
         for table in summarize(frame, name):

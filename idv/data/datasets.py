@@ -97,6 +97,7 @@ class ManifestDataset(Dataset):
     input_names: tuple[str, ...] = ()
     target_names: tuple[str, ...] = ()
     required_columns: tuple[str, ...] = ()
+    uses_transforms = True  # an image modality: the augment config's albumentations pipeline
 
     def __init__(
         self,
@@ -137,8 +138,10 @@ class ManifestDataset(Dataset):
             self.labels = self.items["label"].to_numpy(dtype=np.int64)
         index = {name: i for i, name in enumerate(species)}
         self.species = self.items["attack_type"].map(index).to_numpy(dtype=np.int64)
-        self.transform = build_transforms(
-            augment, stage, seed=seed, additional_targets=self.additional_targets()
+        self.transform = (
+            build_transforms(augment, stage, seed=seed, additional_targets=self.additional_targets())
+            if self.uses_transforms
+            else None
         )
         self.decoded: list[Any] | None = None
         self.item_seed: int | None = None
@@ -212,7 +215,8 @@ class ManifestDataset(Dataset):
         of the sample is then reseeded from it (reproducible across resumes and workers)."""
         if isinstance(key, tuple):
             i, seed = key
-            reseed(self.transform, seed)
+            if self.transform is not None:
+                reseed(self.transform, seed)
         else:
             i, seed = key, None
         self.item_seed = seed  # for per-sample draws beyond the transform (to_sample)
@@ -474,6 +478,113 @@ class ClipDataset(ManifestDataset):
         }
         targets.update({name: torch.from_numpy(v[i]) for name, v in self.one_hot.items()})
         return self._sample(i, inputs, targets)
+
+
+class SessionDataset(ManifestDataset):
+    """One capture session per manifest row (no files per sample): its events come from the
+    corpus' events table (`events`: a Parquet file under the root with `sample_id`, `t`, `x`,
+    `y`, `type`), checked by `idv.sessions.events.check_events` and turned into per-event
+    features by `idv.sessions.features.event_features`, the function serving runs. Inputs:
+    `events` float32 (max_events, F) zero-padded, `length` int64 (the real events), `device`
+    float32 (D,) (the manifest's `device` columns, raw: the network standardises). A session
+    longer than `max_events` keeps its first `max_events` events; the truncated sessions are
+    counted in the log and in `truncated` (events dropped per item)."""
+
+    uses_transforms = False
+    input_names = ("events", "length", "device")
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        root: str | Path,
+        augment: Mapping[str, Any],
+        stage: Stage,
+        species: Sequence[str],
+        *,
+        device: Sequence[str],
+        max_events: int = 256,
+        events: str = "events.parquet",
+        **kwargs: Any,
+    ) -> None:
+        from idv.sessions.device import device_vector
+        from idv.sessions.events import check_events
+        from idv.sessions.features import event_features, screen_of
+
+        if max_events < 1:
+            raise ValueError(f"SessionDataset needs max_events >= 1, got {max_events}")
+        self.device_columns = list(device)
+        self.max_events = int(max_events)
+        missing = [c for c in self.device_columns if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"SessionDataset ({root}): device column(s) {missing} not in the manifest "
+                f"(columns: {sorted(frame.columns)})"
+            )
+        super().__init__(frame, root, augment, stage, species, **kwargs)
+        self.events_file = self.root / events
+        table = _read_events(self.events_file, set(self.sample_ids))
+        self.raw: list[dict[str, np.ndarray]] = []
+        self.features: list[np.ndarray] = []
+        self.devices = np.zeros((len(self), len(self.device_columns)), dtype=np.float32)
+        self.truncated = np.zeros(len(self), dtype=np.int64)
+        for i, sample_id in enumerate(self.sample_ids):
+            where = f"{self.events_file}: session {sample_id!r}"
+            if sample_id not in table:
+                raise ValueError(f"{where} has no events (the manifest lists it)")
+            record = self.items.iloc[i][self.device_columns].to_dict()
+            self.devices[i] = device_vector(record, self.device_columns, where)
+            checked = check_events(table[sample_id], where, self.max_events)
+            self.truncated[i] = checked.truncated
+            self.raw.append(table[sample_id])
+            width, height = screen_of(self.devices[i], self.device_columns)
+            self.features.append(event_features(checked, width, height))
+        cut = np.flatnonzero(self.truncated)
+        if cut.size:
+            log.info(
+                "%s: %d of %d sessions longer than max_events=%d were truncated (%d events "
+                "dropped)", self.events_file, cut.size, len(self), self.max_events,
+                int(self.truncated.sum()),
+            )  # fmt: skip
+
+    def read(self, i: int) -> np.ndarray:
+        return self.features[i]
+
+    def serving_inputs(self, i: int) -> dict[str, Any]:
+        return {
+            "events": self.raw[i],
+            "device": dict(zip(self.device_columns, self.devices[i].tolist(), strict=True)),
+        }
+
+    def to_sample(self, raw: np.ndarray, i: int) -> Sample:
+        from idv.sessions.features import padded
+
+        inputs = {
+            "events": torch.from_numpy(padded(raw, self.max_events)),
+            "length": torch.tensor(len(raw), dtype=torch.int64),
+            "device": torch.from_numpy(self.devices[i]),
+        }
+        return self._sample(i, inputs)
+
+
+def _read_events(file: Path, wanted: set[str]) -> dict[str, dict[str, np.ndarray]]:
+    """The events of the `wanted` sessions, per sample id, in stored order."""
+    from idv.sessions.events import EVENT_COLUMNS, EventError
+
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: the corpus' events table is missing")
+    try:
+        table = pd.read_parquet(file, columns=["sample_id", *EVENT_COLUMNS])
+    except Exception as err:  # pyarrow raises several types for a damaged or partial file
+        raise EventError(f"{file}: not a readable events table with columns "
+                         f"{['sample_id', *EVENT_COLUMNS]} ({err})") from err  # fmt: skip
+    table = table[table["sample_id"].isin(wanted)]
+    out = {}
+    for sample_id, rows in table.groupby("sample_id", sort=False):
+        out[str(sample_id)] = {
+            "t": rows["t"].to_numpy(), "x": rows["x"].to_numpy(), "y": rows["y"].to_numpy(),
+            "type": rows["type"].astype(str).to_numpy(),
+        }  # fmt: skip
+    return out
 
 
 DatasetFactory = Callable[..., ManifestDataset]

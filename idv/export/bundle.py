@@ -29,6 +29,7 @@ from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.face_detector import check_detector_parity, export_detector, reference_photos
 from idv.export.formats import SERVING_BACKENDS, export_formats
+from idv.export.streaming import export_stream
 from idv.export.parity import ParityOptions, check_parity, held_out_items
 from idv.export.preprocess import input_spec, preprocess_spec
 from idv.export.wrappers import augment_of, build_wrapper
@@ -38,6 +39,7 @@ from idv.hashing import sha256_file
 from idv.imaging import read_image
 from idv.models.checkpoint import net_from_checkpoint
 from idv.progress import step
+from idv.serving.backends import load_backend
 from idv.serving.bundle import verify_bundle, write_checksums
 from idv.serving.preprocess import prepare_inputs
 from idv.serving.signing import sign_bundle
@@ -176,6 +178,16 @@ def export_bundle(
         with step(log, "parity gate") as note:
             report = check_parity(wrapper, net, exported, held, spec, thresholds_data, options)
             note["detail"] = f"{report['samples']} held-out samples, every format and output"
+        if task.get("streaming"):
+            with step(log, "streaming step") as note:
+                whole = {SERVING_BACKENDS[f]: load_backend(SERVING_BACKENDS[f], e.path,
+                                                           wrapper.input_names)
+                         for f, e in exported.items()}  # fmt: skip
+                spec["streaming"], report["streaming"] = export_stream(
+                    net, tmp, formats, held.raw, spec, whole, options.stream_sessions,
+                    options.tolerance,
+                )  # fmt: skip
+                note["detail"] = f"{report['streaming']}"
         if task.get("acquisition"):
             with step(log, "face detector") as note:
                 spec["acquisition"], report["detector"] = _face_detector(
@@ -271,6 +283,7 @@ def export(cfg) -> ExportResult:
             preprocess_tolerance=float(p.get("preprocess_tolerance", 1e-6)),
             detector_tolerance_px=float(p.get("detector_tolerance_px", 1.0)),
             detector_images=int(p.get("detector_images", 12)),
+            stream_sessions=int(p.get("stream_sessions", 16)),
         ),
         manifest=cfg.get("manifest"),
         root=cfg.get("root"),

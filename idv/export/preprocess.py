@@ -132,6 +132,26 @@ def input_spec(
         columns = list(dataset.get("metadata") or [])
         return {"modality": "vector", "shape": ["batch", len(columns)], "dtype": "float32",
                 "columns": columns}  # fmt: skip
+    if name == "events":
+        from idv.sessions.events import EVENT_COLUMNS, EVENT_TYPES
+        from idv.sessions.features import FEATURES
+
+        max_events = int(dataset.get("max_events", 256))
+        return {
+            "modality": "events", "shape": ["batch", "events", len(FEATURES)],
+            "dtype": "float32", "features": list(FEATURES), "max_events": max_events,
+            "columns": list(EVENT_COLUMNS), "types": list(EVENT_TYPES),
+            "function": "idv.sessions.features.event_features",
+            "screen": {"input": "device", "width": "screen_w", "height": "screen_h"},
+            "note": crop_note,
+        }  # fmt: skip
+    if name == "length":
+        return {"modality": "length", "of": "events", "shape": ["batch"], "dtype": "int64",
+                "note": "the real events of each session (the rest of `events` is padding)"}  # fmt: skip
+    if name == "device":
+        columns = list(dataset.get("device") or [])
+        return {"modality": "vector", "shape": ["batch", len(columns)], "dtype": "float32",
+                "columns": columns, "note": "the session's device record, raw values"}  # fmt: skip
     if name == "challenge":
         values = [str(v) for v in dataset.get("challenges") or task.get("challenges") or []]
         return {"modality": "category", "shape": ["batch"], "dtype": "int64", "values": values,
@@ -154,6 +174,8 @@ def preprocess_spec(
         "schema_version": PREPROCESS_VERSION,
         "kind": task.get("kind"),
         "inputs": {n: input_spec(n, augment, task, data, min_side) for n in wrapper.input_names},
+        # The model's positional order (JSON objects are written with sorted keys).
+        "input_order": list(wrapper.input_names),
         "outputs": {
             n: {
                 "shape": ["batch", *[int(d) for d in output_shapes[n]]],

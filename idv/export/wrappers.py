@@ -36,8 +36,8 @@ class ServingWrapper(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        mean: Sequence[float],
-        std: Sequence[float],
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
         output_names: Sequence[str],
         primary: str,
         max_pixel_value: float = MAX_PIXEL_VALUE,
@@ -48,9 +48,10 @@ class ServingWrapper(nn.Module):
         self.net = net.eval()
         self.output_names = list(output_names)
         self.primary = primary
-        offset, scale = _normalisation(mean, std, max_pixel_value)
-        self.register_buffer("offset", offset)
-        self.register_buffer("scale", scale)
+        if mean is not None and std is not None:  # an image model (a session model has none)
+            offset, scale = _normalisation(mean, std, max_pixel_value)
+            self.register_buffer("offset", offset)
+            self.register_buffer("scale", scale)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images.to(torch.float32) - self.offset) * self.scale
@@ -67,6 +68,7 @@ class DetectionScorer(ServingWrapper):
     tensor; with several, a dict of them (`MultiOutputScorer`)."""
 
     meanings = {"*": "sigmoid(logit): a probability; higher = more likely an attack"}
+    normalises = True  # image inputs: albumentations' Normalize inside the model
 
     def __init__(
         self, *args: Any, fused: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any
@@ -87,18 +89,22 @@ class DetectionScorer(ServingWrapper):
         names = list(module.get("outputs") or ["score"])
         fused = dict(module.get("fused") or {})
         inputs = tuple(module.get("inputs") or ("image",))
-        norm = augment_of(run_config)["normalize"]
         if inputs == ("frames", "challenge"):
             kind: type[DetectionScorer] = ClipScorer
         elif inputs == ("image", "metadata"):
             kind = ImageMetadataScorer
         elif inputs == ("image",):
             kind = cls if len(names) == 1 else MultiOutputScorer
+        elif inputs == SessionScorer.input_names_tuple:
+            kind = SessionScorer
         else:
             raise NotImplementedError(f"no detection scorer takes the inputs {list(inputs)}")
+        norm = augment_of(run_config).get("normalize") if kind.normalises else None
+        if kind.normalises and norm is None:
+            raise ValueError("the run config's augment config has no `normalize` statistics")
         wrapper = kind(
-            net, norm["mean"], norm["std"], [*names, *fused], module.get("primary", "score"),
-            fused=fused,
+            net, norm and norm["mean"], norm and norm["std"], [*names, *fused],
+            module.get("primary", "score"), fused=fused,
         )  # fmt: skip
         return wrapper.eval()
 
@@ -142,6 +148,69 @@ class ClipScorer(DetectionScorer):
         return self.head(logits)
 
 
+class SessionScorer(DetectionScorer):
+    """A capture-session detector (behaviour): `events` float32 (N, L, F) per-event features
+    (`idv.sessions.features`, preprocess.json `inputs.events.features`), zero-padded after
+    `length` int64 (N,), and `device` float32 (N, D) raw device values (preprocess.json
+    `inputs.device.columns`) in; P(bot) out. L is dynamic: one session is scored unpadded."""
+
+    input_names = ["events", "length", "device"]
+    input_names_tuple = ("events", "length", "device")
+    dynamic_dims = {"events": {1: "events"}}
+    normalises = False
+    meanings = {"*": "sigmoid(logit): probability the session is automated (a bot); higher = "
+                "more likely a bot"}  # fmt: skip
+
+    def forward(
+        self, events: torch.Tensor, length: torch.Tensor, device: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        logits = self.net(events.to(torch.float32), length, device.to(torch.float32))
+        return self.head({self.output_names[0]: logits})
+
+
+class SessionStepScorer(nn.Module):
+    """One event of a session on the streaming state (`SessionClassifier.step`): exported
+    beside the whole-session model (bundle `stream/`). `state` is batch-first (N, layers,
+    hidden) so that every input's axis 0 is the batch; outputs `score` (P(bot) after this
+    event) and the `next_*` state to feed with the next event."""
+
+    input_names = ["event", "state", "total", "peak", "count", "device"]
+    output_names = ["score", "next_state", "next_total", "next_peak", "next_count"]
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net.eval()
+
+    def forward(
+        self,
+        event: torch.Tensor,
+        state: torch.Tensor,
+        total: torch.Tensor,
+        peak: torch.Tensor,
+        count: torch.Tensor,
+        device: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        logit, state, total, peak, count = self.net.step(
+            event, state.transpose(0, 1).contiguous(), total, peak, count, device
+        )
+        return {
+            "score": torch.sigmoid(logit.to(torch.float32)),
+            "next_state": state.transpose(0, 1).contiguous(),
+            "next_total": total,
+            "next_peak": peak,
+            "next_count": count,
+        }
+
+    def example(self, n: int = 2) -> dict[str, torch.Tensor]:
+        start = self.net.initial_state(n)
+        return {
+            "event": torch.zeros(n, self.net.project[0].in_features),
+            "state": start["state"].transpose(0, 1).contiguous(),
+            "total": start["total"], "peak": start["peak"], "count": start["count"],
+            "device": torch.zeros(n, self.net.device_mlp[0].in_features),
+        }  # fmt: skip
+
+
 class EmbeddingScorer(ServingWrapper):
     """Unit-norm embeddings of a batch of aligned face crops (matching kinds: face_match).
 
@@ -163,7 +232,9 @@ class EmbeddingScorer(ServingWrapper):
 
     @classmethod
     def from_run_config(cls, net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
-        norm = augment_of(run_config)["normalize"]
+        norm = augment_of(run_config).get("normalize")
+        if norm is None:
+            raise ValueError("the run config's augment config has no `normalize` statistics")
         return cls(net, norm["mean"], norm["std"], ["embedding"], "embedding").eval()
 
 
@@ -184,8 +255,8 @@ def _normalisation(
 def augment_of(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
     """The augment config the model was trained with (the one idv-evaluate uses too)."""
     augment = run_config.get("augment") or (run_config.get("data") or {}).get("augment")
-    if not augment or "normalize" not in augment:
-        raise ValueError("the run config carries no augment config with `normalize` statistics")
+    if augment is None:
+        raise ValueError("the run config carries no augment config")
     return augment
 
 

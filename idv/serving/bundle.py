@@ -176,7 +176,8 @@ class Bundle:
         model_file = self.path / MODEL_FILES[backend]
         if MODEL_FILES[backend] not in self.checksums:
             raise BundleError(f"bundle {self.path} has no {MODEL_FILES[backend]} ({backend})")
-        self.input_names = list(self.preprocess["inputs"])
+        # The model's positional order: preprocess.json's keys are sorted when written.
+        self.input_names = list(self.preprocess.get("input_order") or self.preprocess["inputs"])
         self.output_names = list(self.preprocess["outputs"])
         self.primary = self.preprocess["primary_output"]
         try:

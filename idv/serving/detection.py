@@ -8,12 +8,54 @@ from typing import Any
 
 import numpy as np
 
-from idv.serving.bundle import Bundle
+from idv.serving.backends import MODEL_FILES, load_backend
+from idv.serving.bundle import Bundle, BundleError
+from idv.serving.preprocess import prepare_inputs
+from idv.serving.streaming import STREAM_DIR, STREAM_INPUTS, SessionStream
 
 
 class DetectionBundle(Bundle):
     """`score` images (the primary output, P(attack)) and `decide` on scores or images:
-    accept / review / reject, a failure to acquire (NaN) -> reject."""
+    accept / review / reject, a failure to acquire (NaN) -> reject. A session bundle
+    (behaviour) also scores a session as it happens: `stream` (preprocess.json `streaming`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._step = None
+        if self.preprocess.get("streaming") is not None:
+            self._step = self._load_step()  # now, from the files just verified
+
+    def _load_step(self) -> Any:
+        name = f"{STREAM_DIR}/{MODEL_FILES[self.backend_name]}"
+        if name not in self.checksums:
+            raise BundleError(f"bundle {self.path} has no {name} (its streaming step)")
+        try:
+            return load_backend(self.backend_name, self.path / name, STREAM_INPUTS, self.threads)
+        except (ImportError, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - any runtime's failure to read the file
+            raise BundleError(f"bundle {self.path}: {name} cannot be loaded by "
+                              f"{self.backend_name} ({type(err).__name__}: {err})") from err  # fmt: skip
+
+    def stream(self, device: Any) -> SessionStream:
+        """A scorer of one session event by event, for the session's device record (a
+        mapping of preprocess.json `inputs.device.columns`, or their vector): its `update(t,
+        x, y, type)` returns P(bot) after each event, equal to `score` of the events so far."""
+        if self._step is None:
+            raise BundleError(
+                f"bundle {self.path} has no streaming step (preprocess.json has no "
+                "`streaming`): score whole sessions, or re-export with the task's streaming: true"
+            )
+        spec = self.preprocess["streaming"]
+        events = self.preprocess["inputs"][spec["events_input"]]
+        screen = events["screen"]
+        columns = self.preprocess["inputs"][screen["input"]]["columns"]
+        vector = prepare_inputs(
+            {screen["input"]: device},
+            {"inputs": {screen["input"]: self.preprocess["inputs"][screen["input"]]}},
+        )[screen["input"]][0]
+        size = (vector[columns.index(screen["width"])], vector[columns.index(screen["height"])])
+        return SessionStream(self._step, spec, vector, size, events["max_events"])
 
     def score(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
         """P(attack) per item (float32 (N,)): image file paths, RGB uint8 arrays (H, W, 3) or

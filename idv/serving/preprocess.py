@@ -18,6 +18,9 @@ import numpy as np
 
 from idv.errors import InputError
 from idv.imaging import ImageReadError, read_image
+from idv.sessions.device import device_vector
+from idv.sessions.events import Events, check_events, events_of_rows
+from idv.sessions.features import event_features, padded
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +180,26 @@ def prepare_inputs(
                 f"this model takes inputs {list(specs)}: give a mapping {{name: value}}"
             )
         data = {next(iter(specs)): data}
-    missing = [name for name in specs if name not in data]
+    derived = {name for name, spec in specs.items() if spec["modality"] == "length"}
+    missing = [name for name in specs if name not in data and name not in derived]
     if missing:
         raise ValueError(f"missing model input(s) {missing}; the model takes {list(specs)}")
-    out = {name: _prepare_one(data[name], spec, name, failures) for name, spec in specs.items()}
+    out = {
+        name: _prepare_one(data[name], spec, name, failures)
+        for name, spec in specs.items()
+        if spec["modality"] not in ("events", "length")
+    }
+    for name, spec in specs.items():  # sessions last: their features need the screen size
+        if spec["modality"] == "events":
+            screen = spec["screen"]
+            columns = specs[screen["input"]]["columns"]
+            device = out[screen["input"]]
+            sizes = device[:, [columns.index(screen["width"]), columns.index(screen["height"])]]
+            out[name], lengths = prepare_sessions(data[name], spec, sizes, name)
+            for other, entry in specs.items():
+                if entry["modality"] == "length" and entry["of"] == name:
+                    out[other] = lengths
+    out = {name: out[name] for name in specs}
     sizes = {name: len(v) for name, v in out.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"inputs of different batch sizes: {sizes}")
@@ -207,6 +226,14 @@ def _prepare_one(
             raise ValueError(f"input {name!r}: clip {bad[0]} has {have} frames, not {t}")
         return np.stack(clips) if clips else np.zeros((0, t, *spec["shape"][2:]), np.float32)
     if modality == "vector":
+        records = [value] if isinstance(value, Mapping) else None
+        if records is None and isinstance(value, Sequence) and value and isinstance(value[0], Mapping):
+            records = list(value)
+        if records is not None:  # records by column name (a device report)
+            return np.stack([
+                device_vector(r, spec["columns"], f"input {name!r} item {k}")
+                for k, r in enumerate(records)
+            ])  # fmt: skip
         array = np.atleast_2d(_as_array(value)).astype(np.float32)
         width = len(spec["columns"])
         if array.ndim != 2 or array.shape[1] != width or not np.isfinite(array).all():
@@ -218,6 +245,38 @@ def _prepare_one(
     if modality == "category":
         return category_indices(value, spec, name)
     raise ValueError(f"input {name!r}: unknown modality {modality!r} in preprocess.json")
+
+
+def prepare_sessions(
+    value: Any, spec: Mapping[str, Any], screens: np.ndarray, name: str = "events"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 (N, L, F) zero-padded to the longest session, lengths int64 (N,)) of
+    N sessions (`value`: one session or a sequence of them; a session is a mapping of
+    `t`, `x`, `y`, `type` sequences, an `idv.sessions.events.Events`, or a list of event
+    records), each on its (width, height) screen. Checked by `check_events` (an error names
+    the session and the event); a session longer than the spec's `max_events` keeps its
+    first events, and the truncation is logged with its count."""
+    sessions = [value] if isinstance(value, Mapping | Events) else list(value)
+    if len(sessions) != len(screens):
+        raise ValueError(f"input {name!r}: {len(sessions)} sessions for {len(screens)} devices")
+    limit = int(spec["max_events"])
+    rows, cut = [], 0
+    for k, session in enumerate(sessions):
+        where = f"input {name!r} session {k}"
+        if isinstance(session, Sequence) and not isinstance(session, str | bytes):
+            checked = events_of_rows(session, where, max_events=limit)
+        else:
+            checked = check_events(session, where, limit)
+        cut += checked.truncated > 0
+        rows.append(event_features(checked, *screens[k]))
+    if cut:
+        log.warning("%s: %d of %d sessions longer than max_events=%d truncated to their first "
+                    "events", name, cut, len(sessions), limit)  # fmt: skip
+    longest = max((len(r) for r in rows), default=1)
+    features = np.stack([padded(r, longest) for r in rows]) if rows else np.zeros(
+        (0, 1, len(spec["features"])), np.float32
+    )
+    return features, np.asarray([len(r) for r in rows], dtype=np.int64)
 
 
 def category_indices(value: Any, spec: Mapping[str, Any], name: str) -> np.ndarray:

@@ -11,7 +11,7 @@ from idv.faces.acquisition import AcquisitionPolicy
 from idv.faces.detection import DetectorSettings
 from idv.serving.preprocess import INTERPOLATIONS
 
-MODALITIES = ("image", "frames", "vector", "category")
+MODALITIES = ("image", "frames", "vector", "category", "events", "length")
 
 
 class SchemaError(ValueError):
@@ -56,6 +56,14 @@ def check_preprocess(spec: Any) -> None:
         raise SchemaError("inputs" if not inputs else "outputs", "must name at least one entry")
     for name, entry in inputs.items():
         _check_input(_mapping(entry, f"inputs.{name}"), f"inputs.{name}")
+    order = spec.get("input_order")
+    if order is not None and (not isinstance(order, list) or sorted(map(str, order)) != sorted(inputs)):
+        raise SchemaError("input_order", f"must list the inputs {sorted(inputs)}, got {order!r}")
+    for name, entry in inputs.items():  # the inputs a session's entries refer to
+        if entry["modality"] == "events" and entry["screen"]["input"] not in inputs:
+            raise SchemaError(f"inputs.{name}.screen.input", "must name another input")
+        if entry["modality"] == "length" and inputs.get(entry["of"], {}).get("modality") != "events":
+            raise SchemaError(f"inputs.{name}.of", "must name an events input")
     for name, entry in outputs.items():
         entry = _mapping(entry, f"outputs.{name}")
         if "shape" in entry and not isinstance(entry["shape"], list):
@@ -90,6 +98,16 @@ def _check_input(entry: Mapping[str, Any], key: str) -> None:
                 raise SchemaError(f"{key}.shape", f"must be [batch, T, 3, H, W], got {shape!r}")
     elif modality == "vector":
         _strings(_get(entry, "columns", key), f"{key}.columns")
+    elif modality == "events":
+        _strings(_get(entry, "features", key), f"{key}.features")
+        _positive_int(_get(entry, "max_events", key), f"{key}.max_events")
+        screen = _mapping(_get(entry, "screen", key), f"{key}.screen")
+        for part in ("input", "width", "height"):
+            if not isinstance(_get(screen, part, f"{key}.screen"), str):
+                raise SchemaError(f"{key}.screen.{part}", "must be a string")
+    elif modality == "length":
+        if not isinstance(_get(entry, "of", key), str):
+            raise SchemaError(f"{key}.of", "must name the events input")
     else:
         _strings(_get(entry, "values", key), f"{key}.values")
 

@@ -1,0 +1,145 @@
+"""Per-event features of a session: the sequence model's input, computed by one definition.
+
+`event_features` is the vectorised form (training, evaluation, serving a whole session);
+`StreamingFeatures` computes the same row for one event at a time from the previous events'
+state (serving a session as it happens). A test keeps the two equal to float32 precision.
+Scale-free where it matters: distances are in screen diagonals, positions in screen shares,
+so phones and desktops share the features.
+
+Per event k (the first event has zero deltas):
+
+| feature | definition |
+|---|---|
+| `log_dt` | log1p(t_k - t_{k-1} ms) |
+| `dx`, `dy` | DELTA_GAIN * (x_k - x_{k-1}) / diagonal, clipped to +-DELTA_CLIP |
+| `log_speed` | log1p(1000 * distance / diagonal / max(dt, MIN_DT_MS)) (diagonals per second) |
+| `turn_cos`, `turn_sin` | cosine and sine of the heading change from the previous step (0, 0 when a step has no length) |
+| `log_ddt` | log1p(DDT_GAIN * abs(dt_k - dt_{k-1}) ms): the regularity of the event clock, at sub-millisecond resolution |
+| `px`, `py` | x / screen width, y / screen height |
+| `move`, `down`, `up`, `key` | the event type, one-hot |
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from idv.sessions.events import EVENT_TYPES, Events
+
+FEATURES: tuple[str, ...] = (
+    "log_dt", "dx", "dy", "log_speed", "turn_cos", "turn_sin", "log_ddt", "px", "py",
+    *EVENT_TYPES,
+)  # fmt: skip
+DDT_GAIN = 4.0  # interval changes in quarter milliseconds: a fixed clock (0) vs a display's jitter
+DELTA_GAIN = 10.0
+DELTA_CLIP = 10.0
+MIN_DT_MS = 0.5
+
+
+def _screen(width: float, height: float) -> tuple[float, float, float]:
+    width, height = float(width), float(height)
+    if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+        raise ValueError(f"screen size must be positive, got {width} x {height}")
+    return width, height, math.hypot(width, height)
+
+
+def event_features(events: Events, width: float, height: float) -> np.ndarray:
+    """float32 (L, len(FEATURES)) features of a checked session on a width x height screen."""
+    width, height, diagonal = _screen(width, height)
+    n = len(events)
+    t, x, y = events.t, events.x, events.y
+    dt = np.zeros(n)
+    dx = np.zeros(n)
+    dy = np.zeros(n)
+    dt[1:] = np.diff(t)
+    dx[1:] = np.diff(x)
+    dy[1:] = np.diff(y)
+    dist = np.hypot(dx, dy)
+    ddt = np.zeros(n)
+    ddt[1:] = np.abs(np.diff(dt))
+    if n > 1:
+        ddt[1] = 0.0  # the first delta has no previous one (as StreamingFeatures)
+    cos = np.zeros(n)
+    sin = np.zeros(n)
+    if n > 2:
+        norm = dist[1:-1] * dist[2:]
+        ok = norm > 0
+        dot = dx[1:-1] * dx[2:] + dy[1:-1] * dy[2:]
+        cross = dx[1:-1] * dy[2:] - dy[1:-1] * dx[2:]
+        safe = np.where(ok, norm, 1.0)
+        cos[2:] = np.where(ok, dot / safe, 0.0)
+        sin[2:] = np.where(ok, cross / safe, 0.0)
+    out = np.zeros((n, len(FEATURES)))
+    out[:, 0] = np.log1p(dt)
+    gain = DELTA_GAIN / diagonal
+    out[:, 1] = np.clip(gain * dx, -DELTA_CLIP, DELTA_CLIP)
+    out[:, 2] = np.clip(gain * dy, -DELTA_CLIP, DELTA_CLIP)
+    out[:, 3] = np.log1p(1000.0 * dist / diagonal / np.maximum(dt, MIN_DT_MS))
+    out[:, 4] = cos
+    out[:, 5] = sin
+    out[:, 6] = np.log1p(DDT_GAIN * ddt)
+    out[:, 7] = x / width
+    out[:, 8] = y / height
+    out[np.arange(n), 9 + events.type] = 1.0
+    return out.astype(np.float32)
+
+
+class StreamingFeatures:
+    """The `event_features` row of each new event, from the state of the previous ones (plain
+    Python floats: a numpy call per scalar would cost more than the network's step)."""
+
+    def __init__(self, width: float, height: float) -> None:
+        self.width, self.height, self.diagonal = _screen(width, height)
+        self.count = 0
+        self.t = self.x = self.y = 0.0
+        self.dt = 0.0
+        self.dx = self.dy = 0.0
+
+    def update(self, t: float, x: float, y: float, kind: int) -> list[float]:
+        """The feature row (a list of len(FEATURES) floats) of the event (t ms, x, y, type
+        code); the caller checks order and finiteness (`idv.sessions.stream`)."""
+        first = self.count == 0
+        dt = 0.0 if first else t - self.t
+        dx = 0.0 if first else x - self.x
+        dy = 0.0 if first else y - self.y
+        dist = math.hypot(dx, dy)
+        ddt = 0.0 if self.count < 2 else abs(dt - self.dt)
+        cos = sin = 0.0
+        if self.count >= 2:
+            norm = math.hypot(self.dx, self.dy) * dist
+            if norm > 0:
+                cos = (self.dx * dx + self.dy * dy) / norm
+                sin = (self.dx * dy - self.dy * dx) / norm
+        gain = DELTA_GAIN / self.diagonal
+        row = [
+            math.log1p(dt),
+            min(max(gain * dx, -DELTA_CLIP), DELTA_CLIP),
+            min(max(gain * dy, -DELTA_CLIP), DELTA_CLIP),
+            math.log1p(1000.0 * dist / self.diagonal / max(dt, MIN_DT_MS)),
+            cos,
+            sin,
+            math.log1p(DDT_GAIN * ddt),
+            x / self.width,
+            y / self.height,
+            0.0, 0.0, 0.0, 0.0,
+        ]  # fmt: skip
+        row[9 + kind] = 1.0
+        self.count += 1
+        self.t, self.x, self.y, self.dt, self.dx, self.dy = t, x, y, dt, dx, dy
+        return row
+
+
+def padded(features: np.ndarray, max_events: int) -> np.ndarray:
+    """(max_events, F) float32: the session's rows, then zeros (the model reads `length`)."""
+    out = np.zeros((int(max_events), features.shape[1]), dtype=np.float32)
+    out[: len(features)] = features[:max_events]
+    return out
+
+
+def screen_of(device: np.ndarray, columns: list[str] | tuple[str, ...]) -> tuple[float, float]:
+    """(width, height) from a device vector in `columns` order (`screen_w`, `screen_h`)."""
+    missing = [c for c in ("screen_w", "screen_h") if c not in columns]
+    if missing:
+        raise ValueError(f"the device columns {list(columns)} lack {missing}: features need them")
+    return float(device[columns.index("screen_w")]), float(device[columns.index("screen_h")])
