@@ -95,7 +95,9 @@ def main() -> None:
     systems: dict[str, np.ndarray] = {GRU: score_dataset(net, config, ds[SPLIT])["score"]}
     if not args.skip_variants:
         for name, (folder, overrides) in VARIANTS.items():
-            v_net, v_config = net_from_checkpoint(train_variant(config, args.out / folder, overrides))
+            v_net, v_config = net_from_checkpoint(
+                train_variant(config, args.out / folder, overrides)
+            )
             systems[name] = score_dataset(v_net, v_config, ds[SPLIT])["score"]
     baseline = HandcraftedSession(seed=int(config["seed"]))
     baseline.fit(ds["train"].features, ds["train"].devices, ds["train"].labels)

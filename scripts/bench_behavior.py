@@ -22,6 +22,7 @@ so p99 includes other processes' noise).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -57,6 +58,22 @@ def timed(fn: Callable[[], object], calls: int, warmup: int) -> dict[str, float]
             "mean_us": float(us.mean()), "calls": calls}  # fmt: skip
 
 
+class Replay:
+    """Streams the session's events one call at a time; a new stream after its last event."""
+
+    def __init__(self, bundle, device: dict, events) -> None:
+        self.bundle, self.device, self.events = bundle, device, events
+        self.stream = bundle.stream(device)
+        self.k = 0
+
+    def __call__(self) -> None:
+        if self.k == len(self.events):  # a new session: the clock starts again
+            self.stream, self.k = self.bundle.stream(self.device), 0
+        e, k = self.events, self.k
+        self.stream.update(e.t[k], e.x[k], e.y[k], int(e.type[k]))
+        self.k += 1
+
+
 def one_session(ckpt_config: dict, events: int) -> tuple[dict, dict]:
     """A held-out session with at least `events` events, cut to `events`, and its device."""
     data = ckpt_config["data"]
@@ -77,7 +94,9 @@ def one_session(ckpt_config: dict, events: int) -> tuple[dict, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("--ckpt", type=Path, default=Path("outputs/behavior/train/checkpoints/best.ckpt"))
+    parser.add_argument(
+        "--ckpt", type=Path, default=Path("outputs/behavior/train/checkpoints/best.ckpt")
+    )
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=500)
@@ -95,7 +114,9 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
 
     results["features only (numpy)"] = timed(
-        lambda: event_features(check_events(session, "bench"), width, height), args.calls, args.warmup
+        lambda: event_features(check_events(session, "bench"), width, height),
+        args.calls,
+        args.warmup,
     )
 
     def eager() -> None:
@@ -108,27 +129,22 @@ def main() -> None:
     for backend in ("torchscript", "onnxruntime"):
         bundle = load_bundle(args.bundle, backend=backend, threads=1)
         inputs = {"events": [session], "device": [device]}
-        results[f"whole session, {backend}"] = timed(lambda: bundle.score(inputs), args.calls, args.warmup)
-        stream = bundle.stream(device)
-        state = {"k": 0}
-        n = len(checked)
-
-        def update() -> None:
-            k = state["k"]
-            if k == n:  # a new session: the clock starts again
-                state["s"] = bundle.stream(device)
-                k = 0
-            s = state.get("s", stream)
-            s.update(checked.t[k], checked.x[k], checked.y[k], int(checked.type[k]))
-            state["k"] = k + 1
-
-        results[f"streaming step, {backend}"] = timed(update, args.calls, args.warmup)
+        results[f"whole session, {backend}"] = timed(
+            functools.partial(bundle.score, inputs), args.calls, args.warmup
+        )
+        results[f"streaming step, {backend}"] = timed(
+            Replay(bundle, device, checked), args.calls, args.warmup
+        )
 
     print(f"one session of {args.events} events, 1 thread, {args.calls} calls after "
           f"{args.warmup} warm-up (p50 / p99 / mean, us):")  # fmt: skip
     for name, r in results.items():
         goal = GOALS_US.get(name)
-        verdict = "" if goal is None else f"  goal p99 <= {goal:.0f} us: {'met' if r['p99_us'] <= goal else 'MISSED'}"
+        verdict = (
+            ""
+            if goal is None
+            else f"  goal p99 <= {goal:.0f} us: {'met' if r['p99_us'] <= goal else 'MISSED'}"
+        )
         print(f"  {name:34s} {r['p50_us']:9.1f} {r['p99_us']:9.1f} {r['mean_us']:9.1f}{verdict}")
     print("measured on this machine (a shared 2-core VM here): p99 includes other processes")
     if args.json:

@@ -47,6 +47,7 @@ RULES = [
         "serving: torch-free-capable, no training stack or code",
         modules("idv.serving")
         + modules("idv.faces")
+        + modules("idv.sessions")
         + ["idv.thresholds", "idv.kinds", "idv.imaging", "idv.atomic", "idv.capture_metadata"]
         + ["idv.errors"],
         [*TRAINING, "torch", "pandas", "idv.tasks", "idv.data", "idv.models", "idv.export"],

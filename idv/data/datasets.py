@@ -139,7 +139,9 @@ class ManifestDataset(Dataset):
         index = {name: i for i, name in enumerate(species)}
         self.species = self.items["attack_type"].map(index).to_numpy(dtype=np.int64)
         self.transform = (
-            build_transforms(augment, stage, seed=seed, additional_targets=self.additional_targets())
+            build_transforms(
+                augment, stage, seed=seed, additional_targets=self.additional_targets()
+            )
             if self.uses_transforms
             else None
         )

@@ -29,9 +29,9 @@ from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.face_detector import check_detector_parity, export_detector, reference_photos
 from idv.export.formats import SERVING_BACKENDS, export_formats
-from idv.export.streaming import export_stream
 from idv.export.parity import ParityOptions, check_parity, held_out_items
 from idv.export.preprocess import input_spec, preprocess_spec
+from idv.export.streaming import export_stream
 from idv.export.wrappers import augment_of, build_wrapper
 from idv.faces.acquisition import AcquisitionPolicy
 from idv.faces.detection import DetectorSettings

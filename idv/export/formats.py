@@ -104,7 +104,8 @@ def export_torchscript(wrapper: nn.Module, example: Example, out_dir: Path) -> E
 
 
 def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported:
-    """`model.onnx` with a dynamic batch axis; dynamo exporter first, legacy one as fallback."""
+    """`model.onnx` with a dynamic batch axis; dynamo exporter first, legacy one as fallback
+    (or straight away for a wrapper with `onnx_dynamo = False`)."""
     path = Path(out_dir) / FILES["onnx"]
     wrapper = wrapper.eval()
     notes: list[str] = []
@@ -124,26 +125,33 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            program = torch.onnx.export(
-                wrapper,
-                args,
-                dynamo=True,
-                dynamic_shapes=shapes,
-                external_data=False,
-                **common,
-            )
-            method = "torch.onnx.export(dynamo=True)"
+        method = None
+        if not getattr(wrapper, "onnx_dynamo", True):
+            notes.append("dynamo=False: the wrapper asks for the TorchScript-based exporter")
+        else:
             try:
-                program.save(str(path), external_data=False)
-            except ValueError as err:  # over protobuf's 2 GB: weights go beside the model
-                notes.append(f"weights in {path.name}.data ({err})")
-                program.save(str(path), external_data=True)
-        except Exception as err:  # noqa: BLE001 - any dynamo failure: the legacy exporter
-            notes.append(f"dynamo exporter failed ({type(err).__name__}: {err}); used dynamo=False")
-            log.warning("dynamo ONNX export failed (%s); falling back to dynamo=False", err)
-            for stale in (path, path.with_name(path.name + ".data")):
-                stale.unlink(missing_ok=True)
+                program = torch.onnx.export(
+                    wrapper,
+                    args,
+                    dynamo=True,
+                    dynamic_shapes=shapes,
+                    external_data=False,
+                    **common,
+                )
+                method = "torch.onnx.export(dynamo=True)"
+                try:
+                    program.save(str(path), external_data=False)
+                except ValueError as err:  # over protobuf's 2 GB: weights go beside the model
+                    notes.append(f"weights in {path.name}.data ({err})")
+                    program.save(str(path), external_data=True)
+            except Exception as err:  # noqa: BLE001 - any dynamo failure: the legacy exporter
+                notes.append(
+                    f"dynamo exporter failed ({type(err).__name__}: {err}); used dynamo=False"
+                )
+                log.warning("dynamo ONNX export failed (%s); falling back to dynamo=False", err)
+                for stale in (path, path.with_name(path.name + ".data")):
+                    stale.unlink(missing_ok=True)
+        if method is None:
             torch.onnx.export(
                 wrapper,
                 args,

@@ -146,8 +146,9 @@ def input_spec(
             "note": crop_note,
         }  # fmt: skip
     if name == "length":
+        note = "the real events of each session (the rest of `events` is padding)"
         return {"modality": "length", "of": "events", "shape": ["batch"], "dtype": "int64",
-                "note": "the real events of each session (the rest of `events` is padding)"}  # fmt: skip
+                "note": note}  # fmt: skip
     if name == "device":
         columns = list(dataset.get("device") or [])
         return {"modality": "vector", "shape": ["batch", len(columns)], "dtype": "float32",

@@ -90,7 +90,9 @@ def export_stream(
         diff = float(np.max(np.abs(np.asarray(streamed) - reference)))
         report["max_abs_diff"][backend_name] = diff
         if not diff <= tolerance:
-            failures.append(f"{backend_name}: streamed vs whole-session score max |diff| {diff:.3g}")
+            failures.append(
+                f"{backend_name}: streamed vs whole-session score max |diff| {diff:.3g}"
+            )
     if failures:
         raise ParityError("streaming parity failed: " + "; ".join(failures), report)
     return entry, report

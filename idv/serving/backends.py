@@ -76,7 +76,9 @@ class OnnxRuntimeBackend:
         """The outputs of inputs already in the model's dtypes (no conversion: the per-event
         streaming step, where every microsecond counts)."""
         out = self.session.run(self.output_names, feed)
-        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(self.output_names, out, strict=True)}
+        return {
+            n: np.asarray(v, dtype=np.float32) for n, v in zip(self.output_names, out, strict=True)
+        }
 
 
 def model_dtype(array: np.ndarray) -> np.ndarray:

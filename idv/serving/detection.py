@@ -34,8 +34,10 @@ class DetectionBundle(Bundle):
         except (ImportError, MemoryError):
             raise
         except Exception as err:  # noqa: BLE001 - any runtime's failure to read the file
-            raise BundleError(f"bundle {self.path}: {name} cannot be loaded by "
-                              f"{self.backend_name} ({type(err).__name__}: {err})") from err  # fmt: skip
+            raise BundleError(
+                f"bundle {self.path}: {name} cannot be loaded by {self.backend_name} "
+                f"({type(err).__name__}: {err})"
+            ) from err
 
     def stream(self, device: Any) -> SessionStream:
         """A scorer of one session event by event, for the session's device record (a

@@ -227,7 +227,12 @@ def _prepare_one(
         return np.stack(clips) if clips else np.zeros((0, t, *spec["shape"][2:]), np.float32)
     if modality == "vector":
         records = [value] if isinstance(value, Mapping) else None
-        if records is None and isinstance(value, Sequence) and value and isinstance(value[0], Mapping):
+        if (
+            records is None
+            and isinstance(value, Sequence)
+            and value
+            and isinstance(value[0], Mapping)
+        ):
             records = list(value)
         if records is not None:  # records by column name (a device report)
             return np.stack([
@@ -273,8 +278,10 @@ def prepare_sessions(
         log.warning("%s: %d of %d sessions longer than max_events=%d truncated to their first "
                     "events", name, cut, len(sessions), limit)  # fmt: skip
     longest = max((len(r) for r in rows), default=1)
-    features = np.stack([padded(r, longest) for r in rows]) if rows else np.zeros(
-        (0, 1, len(spec["features"])), np.float32
+    features = (
+        np.stack([padded(r, longest) for r in rows])
+        if rows
+        else np.zeros((0, 1, len(spec["features"])), np.float32)
     )
     return features, np.asarray([len(r) for r in rows], dtype=np.int64)
 

@@ -57,12 +57,17 @@ def check_preprocess(spec: Any) -> None:
     for name, entry in inputs.items():
         _check_input(_mapping(entry, f"inputs.{name}"), f"inputs.{name}")
     order = spec.get("input_order")
-    if order is not None and (not isinstance(order, list) or sorted(map(str, order)) != sorted(inputs)):
+    if order is not None and (
+        not isinstance(order, list) or sorted(map(str, order)) != sorted(inputs)
+    ):
         raise SchemaError("input_order", f"must list the inputs {sorted(inputs)}, got {order!r}")
     for name, entry in inputs.items():  # the inputs a session's entries refer to
         if entry["modality"] == "events" and entry["screen"]["input"] not in inputs:
             raise SchemaError(f"inputs.{name}.screen.input", "must name another input")
-        if entry["modality"] == "length" and inputs.get(entry["of"], {}).get("modality") != "events":
+        if (
+            entry["modality"] == "length"
+            and inputs.get(entry["of"], {}).get("modality") != "events"
+        ):
             raise SchemaError(f"inputs.{name}.of", "must name an events input")
     for name, entry in outputs.items():
         entry = _mapping(entry, f"outputs.{name}")

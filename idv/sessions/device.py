@@ -56,7 +56,9 @@ def device_vector(record: Mapping[str, Any], columns: Sequence[str], where: str)
         try:
             value = float(record[column])
         except (TypeError, ValueError):
-            raise EventError(f"{where}: device {column!r} is {record[column]!r}, not a number") from None
+            raise EventError(
+                f"{where}: device {column!r} is {record[column]!r}, not a number"
+            ) from None
         if not np.isfinite(value):
             raise EventError(f"{where}: device {column!r} is {value} (not finite)")
         values.append(value)

@@ -56,7 +56,9 @@ def type_codes(values: Any, where: str) -> np.ndarray:
     if bad.size:
         k = int(bad[0])
         raise EventError(
-            f"{where}: event {k} has type {array[k]!r}; expected one of {list(EVENT_TYPES)}"
+            f"{where}: event {k} has type {getattr(array[k], 'item', lambda: array[k])()!r}; "
+            "expected one of "
+            f"{list(EVENT_TYPES)}"
         )
     return codes
 

@@ -12,9 +12,9 @@ Per event k (the first event has zero deltas):
 |---|---|
 | `log_dt` | log1p(t_k - t_{k-1} ms) |
 | `dx`, `dy` | DELTA_GAIN * (x_k - x_{k-1}) / diagonal, clipped to +-DELTA_CLIP |
-| `log_speed` | log1p(1000 * distance / diagonal / max(dt, MIN_DT_MS)) (diagonals per second) |
-| `turn_cos`, `turn_sin` | cosine and sine of the heading change from the previous step (0, 0 when a step has no length) |
-| `log_ddt` | log1p(DDT_GAIN * abs(dt_k - dt_{k-1}) ms): the regularity of the event clock, at sub-millisecond resolution |
+| `log_speed` | log1p(1000 * distance / diagonal / max(dt, MIN_DT_MS)): diagonals/s |
+| `turn_cos`, `turn_sin` | cos / sin of the heading change from the previous step (0, 0: none) |
+| `log_ddt` | log1p(DDT_GAIN * abs(dt_k - dt_{k-1}) ms): the event clock's regularity |
 | `px`, `py` | x / screen width, y / screen height |
 | `move`, `down`, `up`, `key` | the event type, one-hot |
 """

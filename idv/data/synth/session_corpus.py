@@ -39,8 +39,8 @@ import pandas as pd
 
 from idv.atomic import write_parquet
 from idv.data.manifest import BONA_FIDE, write_manifest
-from idv.data.synth.writer import CorpusDir, identity_rng, pick, render_parallel
 from idv.data.splits import assign_splits
+from idv.data.synth.writer import CorpusDir, identity_rng, pick, render_parallel
 from idv.sessions.device import device_sessions
 from idv.sessions.events import EVENT_TYPES
 
@@ -144,7 +144,9 @@ class Human:
             s = _min_jerk(tau)
             arc = bow * np.sin(np.pi * tau)
             phase = rng.uniform(0, 2 * np.pi, 2)
-            wob = self.tremor_px * np.sin(2 * np.pi * self.tremor_hz * times / 1000.0 + phase[:, None])
+            wob = self.tremor_px * np.sin(
+                2 * np.pi * self.tremor_hz * times / 1000.0 + phase[:, None]
+            )
             xs = x0 + (ex - x0) * s - arc * uy + wob[0] + rng.normal(0, 0.2, len(times))
             ys = y0 + (ey - y0) * s + arc * ux + wob[1] + rng.normal(0, 0.2, len(times))
             for t, x, y in zip(times, xs, ys, strict=True):
@@ -173,7 +175,9 @@ class Human:
                     t += self.pause(rng)
 
 
-def _page(cfg: Mapping[str, Any], width: int, height: int, rng) -> list[tuple[float, float, float, int]]:
+def _page(
+    cfg: Mapping[str, Any], width: int, height: int, rng
+) -> list[tuple[float, float, float, int]]:
     """Click targets (x, y, width, characters to type: 0 for a button)."""
     p = cfg["page"]
     out = []
@@ -200,13 +204,17 @@ def _swipe(trace: Trace, width: int, height: int, hz: float, rng, regular: bool 
     trace.add(trace.at + 10, *trace.pos, UP)
 
 
-def human_session(cfg, human: Human, width: int, height: int, touch: bool, assistive: bool, rng) -> Trace:
+def human_session(
+    cfg, human: Human, width: int, height: int, touch: bool, assistive: bool, rng
+) -> Trace:
     """A human's session on the page."""
     h = cfg["human"]
     trace = Trace(rng.uniform(0, width), rng.uniform(0, height))
     trace.add(0.0, *trace.pos, MOVE if not assistive else KEY)
     trace.at = human.pause(rng, "reading_log_ms")
-    swipes = int(rng.integers(cfg["page"]["swipes"][0], cfg["page"]["swipes"][1] + 1)) if touch else 0
+    swipes = (
+        int(rng.integers(cfg["page"]["swipes"][0], cfg["page"]["swipes"][1] + 1)) if touch else 0
+    )
     for x, y, w, chars in _page(cfg, width, height, rng):
         if assistive:  # tab through the form: key presses, the "click" is Enter
             for _ in range(int(rng.integers(1, 5))):
@@ -220,7 +228,9 @@ def human_session(cfg, human: Human, width: int, height: int, touch: bool, assis
                 trace.pos = (x + rng.normal(0, w / 4), y + rng.normal(0, w / 4))
         else:
             human.move(trace, (x, y), w, rng)
-        human.click(trace, rng, touch, drift=int(rng.integers(0, 4)) if touch else int(rng.integers(0, 2)))
+        human.click(
+            trace, rng, touch, drift=int(rng.integers(0, 4)) if touch else int(rng.integers(0, 2))
+        )
         if chars:
             human.type(trace, chars, rng)
     return trace
@@ -256,7 +266,10 @@ def scripted_session(cfg, width: int, height: int, strength: float, rng) -> Trac
         bow = rng.normal(0, b["bezier_bow"] * (1 - strength)) * dist
         times = _bot_clock(trace.at, duration, tick, jitter, rng)
         u = np.clip((times - trace.at) / duration, 0, 1)
-        cx, cy = (x0 + tx) / 2 - bow * (ty - y0) / max(dist, 1), (y0 + ty) / 2 + bow * (tx - x0) / max(dist, 1)
+        cx, cy = (
+            (x0 + tx) / 2 - bow * (ty - y0) / max(dist, 1),
+            (y0 + ty) / 2 + bow * (tx - x0) / max(dist, 1),
+        )
         xs = (1 - u) ** 2 * x0 + 2 * (1 - u) * u * cx + u**2 * tx
         ys = (1 - u) ** 2 * y0 + 2 * (1 - u) * u * cy + u**2 * ty
         for t, px, py in zip(times, xs, ys, strict=True):
@@ -390,7 +403,9 @@ def _render_subject(index: int, out: Path, *, cfg: dict, seed: int, sessions: in
         sample_id = f"{subject}_s{k:02d}"
         strength = float(rng.uniform(*cfg["strength"])) if bot else 0.0
         mismatch = cfg["bot"] if bot else h
-        device = _device(cfg, rng, species=species, touch=touch, strength=strength, mismatch=mismatch)
+        device = _device(
+            cfg, rng, species=species, touch=touch, strength=strength, mismatch=mismatch
+        )
         if species == "device_farm":
             lo, hi = cfg["farm"]["devices_per_farm"]
             pool = int(round(hi - (hi - lo) * strength))
@@ -399,7 +414,10 @@ def _render_subject(index: int, out: Path, *, cfg: dict, seed: int, sessions: in
         else:
             if own_device is None:  # a user (or a bot host) keeps its device
                 own_device = device
-            device = {**own_device, **{c: device[c] for c in ("timezone_mismatch", "locale_mismatch")}}
+            device = {
+                **own_device,
+                **{c: device[c] for c in ("timezone_mismatch", "locale_mismatch")},
+            }
             device_id = f"{subject}_dev"
             started = rng.uniform(0, cfg["days"])
         width, height = device["screen_w"], device["screen_h"]
