@@ -330,3 +330,64 @@ def test_image_decoder(fmt, edit) -> None:
         image = outcome(lambda: read_image(file), file)
     if image is not None:  # decoded: then as the contract says
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+
+
+# ---- capture sessions: the events table and a Balabit session file -----------------------
+
+
+@pytest.fixture(scope="module")
+def sessions_corpus(tmp_path_factory) -> Path:
+    from idv.cli.synth import run
+    from tests.conftest import compose
+
+    root = tmp_path_factory.mktemp("fuzz_sessions")
+    overrides = ["profile=tiny", "corpora=[sessions]", "sessions.sizes.tiny.subjects=6"]
+    return run(compose("synth", overrides, root))["sessions"].parent
+
+
+def _session_dataset(root: Path) -> Any:
+    from idv.data.datasets import SessionDataset
+    from idv.sessions.device import DEVICE_COLUMNS
+
+    frame = pd.read_parquet(root / "manifest.parquet")
+    species = ["bona_fide", "scripted", "replay", "humanised", "device_farm"]
+    return SessionDataset(frame, root, {}, "eval", species, device=list(DEVICE_COLUMNS))
+
+
+@FUZZ
+@given(edit=BYTE_EDITS)
+def test_events_table_bytes(sessions_corpus: Path, edit) -> None:
+    with scratch() as tmp:
+        shutil.copytree(sessions_corpus, tmp / "c")
+        file = tmp / "c" / "events.parquet"
+        file.write_bytes(corrupt(file.read_bytes(), edit))
+        outcome(lambda: _session_dataset(tmp / "c"), file)
+
+
+@FUZZ
+@given(row=st.integers(0, 10_000), column=st.sampled_from(["t", "x", "y", "type", "sample_id"]),
+       value=ODD_VALUES)  # fmt: skip
+def test_events_table_cells(sessions_corpus: Path, row, column, value) -> None:
+    with scratch() as tmp:
+        shutil.copytree(sessions_corpus, tmp / "c")
+        file = tmp / "c" / "events.parquet"
+        frame = pd.read_parquet(file)
+        frame["type"] = frame["type"].astype(str)
+        row = row % len(frame)
+        _cell(frame, row, column, value).to_parquet(file, index=False)
+        outcome(lambda: _session_dataset(tmp / "c"), file, "session", "events table")
+
+
+@FUZZ
+@given(edit=BYTE_EDITS)
+def test_balabit_session_bytes(edit) -> None:
+    from idv.data.sources.mouse_dynamics import read_session
+
+    lines = ["record timestamp,client timestamp,button,state,x,y"]
+    lines += [
+        f"{k * 0.02:.3f},{k * 0.02:.3f},NoButton,Move,{10 + k},{20 + 2 * k}" for k in range(20)
+    ]
+    with scratch() as tmp:
+        file = tmp / "session_1"
+        file.write_bytes(corrupt(("\n".join(lines) + "\n").encode(), edit))
+        outcome(lambda: read_session(file), file)

@@ -509,7 +509,7 @@ class SessionDataset(ManifestDataset):
         **kwargs: Any,
     ) -> None:
         from idv.sessions.device import device_vector
-        from idv.sessions.events import check_events
+        from idv.sessions.events import EventError, check_events
         from idv.sessions.features import event_features, screen_of
 
         if max_events < 1:
@@ -532,7 +532,7 @@ class SessionDataset(ManifestDataset):
         for i, sample_id in enumerate(self.sample_ids):
             where = f"{self.events_file}: session {sample_id!r}"
             if sample_id not in table:
-                raise ValueError(f"{where} has no events (the manifest lists it)")
+                raise EventError(f"{where} has no events (the manifest lists it)")
             record = self.items.iloc[i][self.device_columns].to_dict()
             self.devices[i] = device_vector(record, self.device_columns, where)
             checked = check_events(table[sample_id], where, self.max_events)

@@ -30,6 +30,12 @@ def signed_log(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
 
+def running(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """`norm` in eval mode over the last axis of any shape, written out (the TorchScript-based
+    ONNX exporter refuses batch_norm on a reshaped input of unknown channel size)."""
+    return (x - norm.running_mean) * torch.rsqrt(norm.running_var + norm.eps)
+
+
 class SessionClassifier(nn.Module):
     def __init__(
         self,
@@ -55,6 +61,12 @@ class SessionClassifier(nn.Module):
         self.use_events, self.use_device = use_events, use_device
         self.hidden, self.layers = hidden, layers
         width = 0
+        # Inputs standardised per feature (BatchNorm without affine: batch statistics of the
+        # real events in training, the running ones after): the features' scales differ by
+        # 10x, and standardised inputs train the GRU in the budget (test EER about 0.015
+        # lower over three seeds, issue 16's note). Padding never enters the statistics.
+        self.event_norm = nn.BatchNorm1d(features, affine=False) if use_events else None
+        self.device_norm = nn.BatchNorm1d(device_features, affine=False) if use_device else None
         if use_events:
             if encoder == "gru":
                 self.project = nn.Sequential(nn.Linear(features, projection), nn.ReLU())
@@ -82,6 +94,7 @@ class SessionClassifier(nn.Module):
         length = length.to(torch.int64).clamp(min=1)
         steps = torch.arange(events.shape[1], device=events.device)
         pad = steps.view(1, -1) >= length.view(-1, 1)
+        events = self.standardise(events, pad)
         if self.encoder_name == "gru":
             out, _ = self.gru(self.project(events))
             index = (length - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
@@ -95,10 +108,22 @@ class SessionClassifier(nn.Module):
         keep = (~pad).unsqueeze(-1).to(x.dtype)
         return (x * keep).sum(1) / keep.sum(1)
 
+    def standardise(self, events: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Per-feature standardisation; in training, statistics of the real events only."""
+        if self.training:
+            out = torch.zeros_like(events)
+            out[~pad] = self.event_norm(events[~pad])
+            return out
+        return running(self.event_norm, events)
+
     def fuse(self, summary: torch.Tensor | None, device: torch.Tensor) -> torch.Tensor:
         parts = [summary] if summary is not None else []
         if self.use_device:
-            parts.append(self.device_mlp(signed_log(device.to(torch.float32))))
+            device = signed_log(device.to(torch.float32))
+            device = (
+                self.device_norm(device) if self.training else running(self.device_norm, device)
+            )
+            parts.append(self.device_mlp(device))
         return self.head(torch.cat(parts, dim=1)).squeeze(1)
 
     def forward(
@@ -129,7 +154,8 @@ class SessionClassifier(nn.Module):
         total, peak, count) after it; the logit equals `forward` on the events so far."""
         if self.encoder_name != "gru" or not self.use_events:
             raise NotImplementedError("only the GRU encoder runs one event at a time")
-        out, state = self.gru(self.project(event.to(torch.float32)).unsqueeze(1), state)
+        event = running(self.event_norm, event.to(torch.float32))
+        out, state = self.gru(self.project(event).unsqueeze(1), state)
         last = out[:, -1]
         total, count = total + last, count + 1.0
         peak = torch.maximum(peak, last)
