@@ -32,13 +32,11 @@ import numpy as np
 import idv  # noqa: F401  (offline switches first)
 from idv.atomic import write_json, write_text
 from idv.evaluation.figures import (
-    FIGURE_HEADER,
-    auc_per_species,
-    compare_systems,
-    difference_cell,
-    figure_cells,
+    SYSTEM_HEADER,
+    compare_with_auc,
     per_species_cell,
     rate_cell,
+    system_rows,
 )
 from idv.markdown import table
 from idv.metrics.detection import apcer_per_species, auc, bpcer, eer
@@ -103,9 +101,7 @@ def main() -> None:
     baseline.fit(ds["train"].features, ds["train"].devices, ds["train"].labels)
     systems[BASELINE] = baseline.score(ds[SPLIT].features, ds[SPLIT].devices)
     systems["same network untrained"] = score_dataset(untrained(config), config, ds[SPLIT])["score"]
-    rows = compare_systems(systems, items, args.resamples, versus="gru")
-    for name, scores in systems.items():
-        rows[name]["auc_per_species"] = auc_per_species(scores, items)
+    rows = compare_with_auc(systems, items, args.resamples, versus="gru")
 
     protocol = None
     if not args.skip_variants:
@@ -116,9 +112,7 @@ def main() -> None:
             "default protocol (saw humanised)": systems[GRU],
             f"{PROTOCOL} (never saw it)": score_dataset(p_net, p_config, ds[SPLIT])["score"],
         }
-        protocol = compare_systems(p_systems, items, args.resamples, versus="default")
-        for name, scores in p_systems.items():
-            protocol[name]["auc_per_species"] = auc_per_species(scores, items)
+        protocol = compare_with_auc(p_systems, items, args.resamples, versus="default")
 
     result = {
         "split": SPLIT, "samples": len(items), "subjects": int(items["subject_id"].nunique()),
@@ -130,22 +124,14 @@ def main() -> None:
     print(markdown(result))
 
 
-def _rows(systems: Mapping[str, Mapping[str, Any]], versus: str) -> list[list[str]]:
-    return [
-        [name, *figure_cells(f), per_species_cell(f["auc_per_species"]),
-         difference_cell(f.get(f"eer_minus_{versus}"))]
-        for name, f in systems.items()
-    ]  # fmt: skip
-
-
 def markdown(r: Mapping[str, Any]) -> str:
-    head = ["system", *FIGURE_HEADER, "AUC per species"]
+    head = list(SYSTEM_HEADER)
     lines = [f"# Behaviour figures ({r['split']}: {r['samples']} sessions, "
              f"{r['subjects']} subjects)", "", "## Systems", ""]  # fmt: skip
-    lines += [table([*head, "EER - GRU (paired)"], _rows(r["systems"], "gru"))]
+    lines += [table([*head, "EER - GRU (paired)"], system_rows(r["systems"], "gru"))]
     if r["protocol"] is not None:
         lines += ["", f"## Unseen bot ({PROTOCOL}: {HELD_OUT} never in training)", ""]
-        lines += [table([*head, "EER - default (paired)"], _rows(r["protocol"], "default"))]
+        lines += [table([*head, "EER - default (paired)"], system_rows(r["protocol"], "default"))]
     lines += ["", "## Early decision (GRU score after the first N events; threshold per N: "
               "calib EER)", ""]  # fmt: skip
     early = [[str(e["events"]), rate_cell(e["sessions_complete"]), rate_cell(e["auc"]),

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from torch import nn
 
 import idv  # noqa: F401  (offline switches first)
@@ -36,13 +35,10 @@ from idv.atomic import write_json, write_text
 from idv.data.datasets import ImageDataset
 from idv.data.readers import read_image
 from idv.evaluation.figures import (
-    FIGURE_HEADER,
-    auc_per_species,
-    compare_systems,
-    difference_cell,
-    figure_cells,
-    per_species_cell,
+    SYSTEM_HEADER,
+    compare_with_auc,
     rate_cell,
+    system_rows,
 )
 from idv.markdown import table
 from idv.models.checkpoint import net_from_checkpoint
@@ -68,15 +64,6 @@ def handcrafted(train: ImageDataset, test: ImageDataset) -> np.ndarray:
     return model.fit(images(train), train.labels).score(images(test))
 
 
-def with_auc(
-    rows: dict[str, dict[str, Any]], systems: Mapping[str, np.ndarray], items: pd.DataFrame
-) -> dict[str, dict[str, Any]]:
-    """`rows` (compare_systems) with each system's AUC per species added."""
-    for name, scores in systems.items():
-        rows[name]["auc_per_species"] = auc_per_species(scores, items)
-    return rows
-
-
 def protocol_figures(
     config: Mapping[str, Any], net: nn.Module, out: Path, resamples: int
 ) -> dict[str, Any]:
@@ -89,11 +76,11 @@ def protocol_figures(
         DEFAULT: score_dataset(net, config, eval_dataset(config, frames[SPLIT], root))["score"],
         CROSS: score_dataset(p_net, p_config, test)["score"],
     }
-    rows = compare_systems(systems, test.items, resamples, versus="default_protocol")
+    rows = compare_with_auc(systems, test.items, resamples, versus="default_protocol")
     return {
         "protocol": dict(p_config["data"]["protocol"]),
         "samples": len(test.items),
-        "systems": with_auc(rows, systems, test.items),
+        "systems": rows,
     }
 
 
@@ -119,7 +106,7 @@ def main() -> None:
         ds["train"], ds[SPLIT]
     )
     systems["same network untrained"] = score_dataset(untrained(config), config, ds[SPLIT])["score"]
-    rows = with_auc(compare_systems(systems, items, args.resamples, versus="fused"), systems, items)
+    rows = compare_with_auc(systems, items, args.resamples, versus="fused")
     protocol = None
     if not args.skip_protocol:
         protocol = protocol_figures(config, net, args.out / PROTOCOL, args.resamples)
@@ -133,25 +120,17 @@ def main() -> None:
     print(markdown(result))
 
 
-def _rows(systems: Mapping[str, Mapping[str, Any]], versus: str) -> list[list[str]]:
-    return [
-        [name, *figure_cells(f), per_species_cell(f["auc_per_species"]),
-         difference_cell(f.get(f"eer_minus_{versus}"))]
-        for name, f in systems.items()
-    ]  # fmt: skip
-
-
 def markdown(r: Mapping[str, Any]) -> str:
-    head = ["system", *FIGURE_HEADER, "AUC per species"]
+    head = list(SYSTEM_HEADER)
     lines = [f"# Deepfake figures ({r['split']}: {r['samples']} samples, "
              f"{r['subjects']} subjects)", "", "## Systems", ""]  # fmt: skip
-    lines += [table([*head, "EER - fused (paired)"], _rows(r["systems"], "fused"))]
+    lines += [table([*head, "EER - fused (paired)"], system_rows(r["systems"], "fused"))]
     p = r["protocol"]
     if p is not None:
         held_out = ", ".join(p["protocol"]["test_species"])
         lines += ["", f"## Cross-manipulation ({PROTOCOL}: test on {held_out}, "
                   f"{p['samples']} samples)", ""]  # fmt: skip
-        paired = _rows(p["systems"], "default_protocol")
+        paired = system_rows(p["systems"], "default_protocol")
         lines += [table([*head, "EER - default protocol (paired)"], paired), ""]
         default, cross = p["systems"][DEFAULT], p["systems"][CROSS]
         rows = [[s, rate_cell(default["auc_per_species"].get(s)),

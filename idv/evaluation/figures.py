@@ -121,3 +121,26 @@ def figure_cells(f: Mapping[str, Any]) -> list[str]:
     known = [v for v in f["apcer_at_bpcer"][f"{WORST_AT_BPCER:g}"].values() if v is not None]
     worst = f"{max(known):.3f}" if known else "n/a"
     return [f"{f['eer']:.3f} [{low:.3f}, {high:.3f}]", per_species_cell(f["apcer_at_eer"]), worst]
+
+
+SYSTEM_HEADER = ("system", *FIGURE_HEADER, "AUC per species")
+
+
+def compare_with_auc(
+    systems: Mapping[str, np.ndarray], items: pd.DataFrame, resamples: int, versus: str
+) -> dict[str, dict[str, Any]]:
+    """`compare_systems` with each system's AUC per species added (`system_rows` reads it)."""
+    rows = compare_systems(systems, items, resamples, versus=versus)
+    for name, scores in systems.items():
+        rows[name]["auc_per_species"] = auc_per_species(scores, items)
+    return rows
+
+
+def system_rows(systems: Mapping[str, Mapping[str, Any]], versus: str) -> list[list[str]]:
+    """One table row per system of `compare_with_auc` (SYSTEM_HEADER, then its paired EER
+    difference against the reference)."""
+    return [
+        [name, *figure_cells(f), per_species_cell(f["auc_per_species"]),
+         difference_cell(f.get(f"eer_minus_{versus}"))]
+        for name, f in systems.items()
+    ]  # fmt: skip

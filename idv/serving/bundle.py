@@ -173,20 +173,24 @@ class Bundle:
         self.kind = self.thresholds.kind
         self.backend_name = backend
         self.threads = threads
-        model_file = self.path / MODEL_FILES[backend]
-        if MODEL_FILES[backend] not in self.checksums:
-            raise BundleError(f"bundle {self.path} has no {MODEL_FILES[backend]} ({backend})")
         # The model's positional order: preprocess.json's keys are sorted when written.
         self.input_names = list(self.preprocess.get("input_order") or self.preprocess["inputs"])
         self.output_names = list(self.preprocess["outputs"])
         self.primary = self.preprocess["primary_output"]
+        self.backend = self.load_model(MODEL_FILES[backend], self.input_names, f"({backend})")
+
+    def load_model(self, name: str, input_names: list[str], what: str = "") -> Any:
+        """The bundle's model file `name` (verified: in SHA256SUMS) on this bundle's backend;
+        a missing file or one the runtime cannot read is a BundleError naming it."""
+        if name not in self.checksums:
+            raise BundleError(f"bundle {self.path} has no {name} {what}".rstrip())
         try:
-            self.backend = load_backend(backend, model_file, self.input_names, threads)
+            return load_backend(self.backend_name, self.path / name, input_names, self.threads)
         except (ImportError, MemoryError):  # the environment, not the file
             raise
         except Exception as err:  # noqa: BLE001 - any runtime's failure to read the file
             raise BundleError(
-                f"bundle {self.path}: {MODEL_FILES[backend]} cannot be loaded by {backend} "
+                f"bundle {self.path}: {name} cannot be loaded by {self.backend_name} "
                 f"({type(err).__name__}: {err})"
             ) from err
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from idv.serving.backends import MODEL_FILES, load_backend
+from idv.serving.backends import MODEL_FILES
 from idv.serving.bundle import Bundle, BundleError
 from idv.serving.preprocess import prepare_inputs
 from idv.serving.streaming import STREAM_DIR, STREAM_INPUTS, SessionStream
@@ -23,21 +23,8 @@ class DetectionBundle(Bundle):
         super().__init__(*args, **kwargs)
         self._step = None
         if self.preprocess.get("streaming") is not None:
-            self._step = self._load_step()  # now, from the files just verified
-
-    def _load_step(self) -> Any:
-        name = f"{STREAM_DIR}/{MODEL_FILES[self.backend_name]}"
-        if name not in self.checksums:
-            raise BundleError(f"bundle {self.path} has no {name} (its streaming step)")
-        try:
-            return load_backend(self.backend_name, self.path / name, STREAM_INPUTS, self.threads)
-        except (ImportError, MemoryError):
-            raise
-        except Exception as err:  # noqa: BLE001 - any runtime's failure to read the file
-            raise BundleError(
-                f"bundle {self.path}: {name} cannot be loaded by {self.backend_name} "
-                f"({type(err).__name__}: {err})"
-            ) from err
+            name = f"{STREAM_DIR}/{MODEL_FILES[self.backend_name]}"  # now, as just verified
+            self._step = self.load_model(name, list(STREAM_INPUTS), "(its streaming step)")
 
     def stream(self, device: Any) -> SessionStream:
         """A scorer of one session event by event, for the session's device record (a
