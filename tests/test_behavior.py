@@ -368,3 +368,20 @@ def test_balabit_bad_rows_are_named_and_nothing_is_written(tmp_path, row, messag
         import_mouse_dynamics(src, tmp_path / "out", seed=0, fractions=FRACTIONS)
     assert "session_bad" in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_torchscript_takes_its_inputs_in_its_own_order_whatever_the_bundle_lists(
+    behavior_bundle,
+) -> None:
+    """preprocess.json's inputs are written with sorted keys (device, events, length): a
+    bundle without `input_order` (liveness: challenge, frames) must still feed TorchScript in
+    the module's own order."""
+    from idv.serving.backends import load_backend
+
+    backend = load_backend("torchscript", behavior_bundle["dir"] / "model.ts",
+                           ["device", "events", "length"])  # fmt: skip
+    assert backend.input_names == ["events", "length", "device"]
+    out = backend({"device": np.ones((2, 10), np.float32) * 100,
+                   "events": np.zeros((2, 5, len(FEATURES)), np.float32),
+                   "length": np.array([5, 3])})  # fmt: skip
+    assert out["score"].shape == (2,)

@@ -38,6 +38,12 @@ class TorchScriptBackend:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in 2.14
             self.model = torch.jit.load(str(file), map_location="cpu").eval()
+        # Positional arguments in the module's own order (its schema names them): a bundle's
+        # preprocess.json lists its inputs in sorted-key order (before input_order was
+        # written, a liveness bundle fed `challenge` as `frames`).
+        schema = [a.name for a in self.model.forward.schema.arguments[1:]]
+        if sorted(schema) == sorted(self.input_names):
+            self.input_names = schema
 
     def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
         torch = self._torch
