@@ -385,3 +385,35 @@ def test_torchscript_takes_its_inputs_in_its_own_order_whatever_the_bundle_lists
                    "events": np.zeros((2, 5, len(FEATURES)), np.float32),
                    "length": np.array([5, 3])})  # fmt: skip
     assert out["score"].shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("streaming", "state", "hidden"), 0, "streaming.state.hidden"),
+        (("streaming", "events_input"), "device", "streaming.events_input"),
+        (("inputs", "events", "max_events"), -1, "inputs.events.max_events"),
+        (("inputs", "length", "of"), "device", "inputs.length.of"),
+        (("input_order",), ["events"], "input_order"),
+    ],
+)
+def test_a_corrupt_session_preprocess_json_is_refused_by_key(
+    behavior_bundle, tmp_path, path, value, key
+) -> None:
+    import json
+    import shutil
+
+    from idv.serving import load_bundle
+    from idv.serving.bundle import BundleError, write_checksums
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(behavior_bundle["dir"], copy)
+    spec = json.loads((copy / "preprocess.json").read_text())
+    node = spec
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    (copy / "preprocess.json").write_text(json.dumps(spec))
+    write_checksums(copy)
+    with pytest.raises(BundleError, match=key.replace(".", r"\.")):
+        load_bundle(copy, backend="onnxruntime")

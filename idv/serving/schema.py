@@ -78,6 +78,8 @@ def check_preprocess(spec: Any) -> None:
         raise SchemaError("primary_output", f"must name one of {list(outputs)}, got {primary!r}")
     if spec.get("acquisition") is not None:
         _check_acquisition(_mapping(spec["acquisition"], "acquisition"))
+    if spec.get("streaming") is not None:
+        _check_streaming(_mapping(spec["streaming"], "streaming"), inputs)
 
 
 def _check_input(entry: Mapping[str, Any], key: str) -> None:
@@ -115,6 +117,19 @@ def _check_input(entry: Mapping[str, Any], key: str) -> None:
             raise SchemaError(f"{key}.of", "must name the events input")
     else:
         _strings(_get(entry, "values", key), f"{key}.values")
+
+
+def _check_streaming(entry: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+    """A session bundle's streaming step (idv.serving.streaming): what SessionStream reads."""
+    events = _get(entry, "events_input", "streaming")
+    if not isinstance(events, str) or inputs.get(events, {}).get("modality") != "events":
+        raise SchemaError("streaming.events_input", f"must name an events input, got {events!r}")
+    state = _mapping(_get(entry, "state", "streaming"), "streaming.state")
+    for key in ("layers", "hidden"):
+        _positive_int(_get(state, key, "streaming.state"), f"streaming.state.{key}")
+    no_peak = _get(state, "no_peak", "streaming.state")
+    if isinstance(no_peak, bool) or not isinstance(no_peak, int | float) or no_peak != no_peak:
+        raise SchemaError("streaming.state.no_peak", f"must be a number, got {no_peak!r}")
 
 
 def _check_acquisition(entry: Mapping[str, Any]) -> None:
