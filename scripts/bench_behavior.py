@@ -36,6 +36,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import idv  # noqa: E402, F401  (offline switches first)
+from idv.data.events_table import EVENTS_NAME, read_events_table  # noqa: E402
 from idv.export.wrappers import build_wrapper  # noqa: E402
 from idv.models.checkpoint import net_from_checkpoint  # noqa: E402
 from idv.serving import load_bundle  # noqa: E402
@@ -79,14 +80,12 @@ def one_session(ckpt_config: dict, events: int) -> tuple[dict, dict]:
     data = ckpt_config["data"]
     manifest = Path(data["manifest"])
     frame = pd.read_parquet(manifest)
-    table = pd.read_parquet(manifest.parent / "events.parquet")
     test = frame[(frame["split"] == "test") & (frame["n_events"] >= events)]
     if test.empty:
         raise SystemExit(f"{manifest}: no test session has {events} events")
     row = test.iloc[0]
-    rows = table[table["sample_id"] == row["sample_id"]].iloc[:events]
-    session = {"t": rows["t"].to_numpy(), "x": rows["x"].to_numpy(), "y": rows["y"].to_numpy(),
-               "type": rows["type"].astype(str).to_numpy()}  # fmt: skip
+    stored = read_events_table(manifest.parent / EVENTS_NAME, [row["sample_id"]])
+    session = {c: v[:events] for c, v in stored[row["sample_id"]].items()}
     device = {c: float(row[c]) for c in data["dataset"]["device"]}
     return session, device
 

@@ -505,9 +505,10 @@ class SessionDataset(ManifestDataset):
         *,
         device: Sequence[str],
         max_events: int = 256,
-        events: str = "events.parquet",
+        events: str | None = None,
         **kwargs: Any,
     ) -> None:
+        from idv.data.events_table import EVENTS_NAME, read_events_table
         from idv.sessions.device import device_vector
         from idv.sessions.events import EventError, check_events
         from idv.sessions.features import event_features, screen_of
@@ -523,8 +524,8 @@ class SessionDataset(ManifestDataset):
                 f"(columns: {sorted(frame.columns)})"
             )
         super().__init__(frame, root, augment, stage, species, **kwargs)
-        self.events_file = self.root / events
-        table = _read_events(self.events_file, set(self.sample_ids))
+        self.events_file = self.root / (events or EVENTS_NAME)
+        table = read_events_table(self.events_file, self.sample_ids)
         self.raw: list[dict[str, np.ndarray]] = []
         self.features: list[np.ndarray] = []
         self.devices = np.zeros((len(self), len(self.device_columns)), dtype=np.float32)
@@ -539,7 +540,7 @@ class SessionDataset(ManifestDataset):
             self.truncated[i] = checked.truncated
             self.raw.append(table[sample_id])
             width, height = screen_of(self.devices[i], self.device_columns)
-            self.features.append(event_features(checked, width, height))
+            self.features.append(event_features(checked, float(width), float(height)))
         cut = np.flatnonzero(self.truncated)
         if cut.size:
             log.info(
@@ -566,27 +567,6 @@ class SessionDataset(ManifestDataset):
             "device": torch.from_numpy(self.devices[i]),
         }
         return self._sample(i, inputs)
-
-
-def _read_events(file: Path, wanted: set[str]) -> dict[str, dict[str, np.ndarray]]:
-    """The events of the `wanted` sessions, per sample id, in stored order."""
-    from idv.sessions.events import EVENT_COLUMNS, EventError
-
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: the corpus' events table is missing")
-    try:
-        table = pd.read_parquet(file, columns=["sample_id", *EVENT_COLUMNS])
-    except Exception as err:  # pyarrow raises several types for a damaged or partial file
-        raise EventError(f"{file}: not a readable events table with columns "
-                         f"{['sample_id', *EVENT_COLUMNS]} ({err})") from err  # fmt: skip
-    table = table[table["sample_id"].isin(wanted)]
-    out = {}
-    for sample_id, rows in table.groupby("sample_id", sort=False):
-        out[str(sample_id)] = {
-            "t": rows["t"].to_numpy(), "x": rows["x"].to_numpy(), "y": rows["y"].to_numpy(),
-            "type": rows["type"].astype(str).to_numpy(),
-        }  # fmt: skip
-    return out
 
 
 DatasetFactory = Callable[..., ManifestDataset]

@@ -134,7 +134,7 @@ def input_spec(
                 "columns": columns}  # fmt: skip
     if name == "events":
         from idv.sessions.events import EVENT_COLUMNS, EVENT_TYPES
-        from idv.sessions.features import FEATURES
+        from idv.sessions.features import FEATURES, SCREEN_COLUMNS
 
         max_events = int(dataset.get("max_events", 256))
         return {
@@ -142,7 +142,7 @@ def input_spec(
             "dtype": "float32", "features": list(FEATURES), "max_events": max_events,
             "columns": list(EVENT_COLUMNS), "types": list(EVENT_TYPES),
             "function": "idv.sessions.features.event_features",
-            "screen": {"input": "device", "width": "screen_w", "height": "screen_h"},
+            "screen": {"input": "device", "width": SCREEN_COLUMNS[0], "height": SCREEN_COLUMNS[1]},
             "note": crop_note,
         }  # fmt: skip
     if name == "length":

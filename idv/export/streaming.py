@@ -23,7 +23,7 @@ from idv.export.wrappers import SessionStepScorer
 from idv.models.sequence import NO_PEAK
 from idv.serving.backends import load_backend
 from idv.serving.preprocess import prepare_inputs
-from idv.serving.streaming import STREAM_DIR, STREAM_INPUTS, SessionStream
+from idv.serving.streaming import STREAM_DIR, STREAM_INPUTS, open_stream
 
 
 def streaming_spec(net: nn.Module, files: Mapping[str, str]) -> dict[str, Any]:
@@ -63,26 +63,17 @@ def export_stream(
     files = {SERVING_BACKENDS[f]: f"{STREAM_DIR}/{e.path.name}" for f, e in exported.items()}
     entry = streaming_spec(net, files)
     n = min(sessions, len(raw["events"]))
-    inputs = {name: list(values[:n]) for name, values in raw.items()}
-    served = prepare_inputs(inputs, spec)
-    events_spec = spec["inputs"]["events"]
-    screen = events_spec["screen"]
-    columns = spec["inputs"][screen["input"]]["columns"]
+    served = prepare_inputs({name: list(values[:n]) for name, values in raw.items()}, spec)
+    device = spec["inputs"]["events"]["screen"]["input"]
+    with_stream = {**spec, "streaming": entry}
     report: dict[str, Any] = {"sessions": n, "tolerance": tolerance, "max_abs_diff": {}}
     failures = []
     for backend_name, file in files.items():
         step_backend = load_backend(backend_name, bundle / file, STREAM_INPUTS)
-        reference = np.concatenate([
-            whole[backend_name]({k: v[i : i + 1, : max(1, int(served["length"][i]))]
-                                 if k == "events" else v[i : i + 1] for k, v in served.items()})
-            ["score"] for i in range(n)
-        ])  # fmt: skip
+        reference = whole[backend_name](served)["score"]  # padding never reaches a score
         streamed = []
-        for i in range(n):
-            device = served[screen["input"]][i]
-            size = (device[columns.index(screen["width"])], device[columns.index(screen["height"])])
-            stream = SessionStream(step_backend, entry, device, size, events_spec["max_events"])
-            session = raw["events"][i]
+        for i, session in enumerate(raw["events"][:n]):
+            stream = open_stream(step_backend, with_stream, served[device][i])
             for t, x, y, kind in zip(session["t"], session["x"], session["y"], session["type"],
                                      strict=True):  # fmt: skip
                 stream.update(t, x, y, kind)

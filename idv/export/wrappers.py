@@ -95,13 +95,11 @@ class DetectionScorer(ServingWrapper):
             kind = ImageMetadataScorer
         elif inputs == ("image",):
             kind = cls if len(names) == 1 else MultiOutputScorer
-        elif inputs == SessionScorer.input_names_tuple:
+        elif inputs == tuple(SessionScorer.input_names):
             kind = SessionScorer
         else:
             raise NotImplementedError(f"no detection scorer takes the inputs {list(inputs)}")
-        norm = augment_of(run_config).get("normalize") if kind.normalises else None
-        if kind.normalises and norm is None:
-            raise ValueError("the run config's augment config has no `normalize` statistics")
+        norm = normalize_of(run_config) if kind.normalises else None
         wrapper = kind(
             net, norm and norm["mean"], norm and norm["std"], [*names, *fused],
             module.get("primary", "score"), fused=fused,
@@ -155,7 +153,6 @@ class SessionScorer(DetectionScorer):
     `inputs.device.columns`) in; P(bot) out. L is dynamic: one session is scored unpadded."""
 
     input_names = ["events", "length", "device"]
-    input_names_tuple = ("events", "length", "device")
     dynamic_dims = {"events": {1: "events"}}
     normalises = False
     # torch 2.14's dynamo exporter unrolls the GRU over the example's events while tracing
@@ -209,10 +206,10 @@ class SessionStepScorer(nn.Module):
     def example(self, n: int = 2) -> dict[str, torch.Tensor]:
         start = self.net.initial_state(n)
         return {
-            "event": torch.zeros(n, self.net.project[0].in_features),
+            "event": torch.zeros(n, self.net.features),
             "state": start["state"].transpose(0, 1).contiguous(),
             "total": start["total"], "peak": start["peak"], "count": start["count"],
-            "device": torch.zeros(n, self.net.device_mlp[0].in_features),
+            "device": torch.zeros(n, self.net.device_features),
         }  # fmt: skip
 
 
@@ -237,9 +234,7 @@ class EmbeddingScorer(ServingWrapper):
 
     @classmethod
     def from_run_config(cls, net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:
-        norm = augment_of(run_config).get("normalize")
-        if norm is None:
-            raise ValueError("the run config's augment config has no `normalize` statistics")
+        norm = normalize_of(run_config)
         return cls(net, norm["mean"], norm["std"], ["embedding"], "embedding").eval()
 
 
@@ -263,6 +258,14 @@ def augment_of(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
     if augment is None:
         raise ValueError("the run config carries no augment config")
     return augment
+
+
+def normalize_of(run_config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The `normalize` statistics an image model was trained with."""
+    norm = augment_of(run_config).get("normalize")
+    if norm is None:
+        raise ValueError("the run config's augment config has no `normalize` statistics")
+    return norm
 
 
 def build_wrapper(net: nn.Module, run_config: Mapping[str, Any]) -> ServingWrapper:

@@ -37,6 +37,9 @@ def running(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
 
 
 class SessionClassifier(nn.Module):
+    """Session events (N, L, F) with their lengths and device vectors (N, D) -> one bot
+    logit per session (see the module docstring)."""
+
     def __init__(
         self,
         features: int,
@@ -58,6 +61,7 @@ class SessionClassifier(nn.Module):
         if not (use_events or use_device):
             raise ValueError("SessionClassifier needs the events, the device record or both")
         self.encoder_name = encoder
+        self.features, self.device_features = features, device_features
         self.use_events, self.use_device = use_events, use_device
         self.hidden, self.layers = hidden, layers
         width = 0
@@ -110,11 +114,11 @@ class SessionClassifier(nn.Module):
 
     def standardise(self, events: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """Per-feature standardisation; in training, statistics of the real events only."""
-        if self.training:
-            out = torch.zeros_like(events)
-            out[~pad] = self.event_norm(events[~pad])
-            return out
-        return running(self.event_norm, events)
+        if not self.training:
+            return running(self.event_norm, events)
+        out = torch.zeros_like(events)
+        out[~pad] = self.event_norm(events[~pad])
+        return out
 
     def fuse(self, summary: torch.Tensor | None, device: torch.Tensor) -> torch.Tensor:
         parts = [summary] if summary is not None else []

@@ -10,8 +10,8 @@ import numpy as np
 
 from idv.serving.backends import MODEL_FILES
 from idv.serving.bundle import Bundle, BundleError
-from idv.serving.preprocess import prepare_inputs
-from idv.serving.streaming import STREAM_DIR, STREAM_INPUTS, SessionStream
+from idv.serving.preprocess import prepare_input
+from idv.serving.streaming import STREAM_DIR, STREAM_INPUTS, SessionStream, open_stream
 
 
 class DetectionBundle(Bundle):
@@ -36,15 +36,9 @@ class DetectionBundle(Bundle):
                 "`streaming`): score whole sessions, or re-export with the task's streaming: true"
             )
         spec = self.preprocess["streaming"]
-        events = self.preprocess["inputs"][spec["events_input"]]
-        screen = events["screen"]
-        columns = self.preprocess["inputs"][screen["input"]]["columns"]
-        vector = prepare_inputs(
-            {screen["input"]: device},
-            {"inputs": {screen["input"]: self.preprocess["inputs"][screen["input"]]}},
-        )[screen["input"]][0]
-        size = (vector[columns.index(screen["width"])], vector[columns.index(screen["height"])])
-        return SessionStream(self._step, spec, vector, size, events["max_events"])
+        source = self.preprocess["inputs"][spec["events_input"]]["screen"]["input"]
+        vector = prepare_input(device, self.preprocess["inputs"][source], source)[0]
+        return open_stream(self._step, self.preprocess, vector)
 
     def score(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
         """P(attack) per item (float32 (N,)): image file paths, RGB uint8 arrays (H, W, 3) or

@@ -20,7 +20,7 @@ from idv.errors import InputError
 from idv.imaging import ImageReadError, read_image
 from idv.sessions.device import device_vector
 from idv.sessions.events import Events, check_events, events_of_rows
-from idv.sessions.features import event_features, padded
+from idv.sessions.features import event_features, padded, screen_of
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +185,13 @@ def prepare_inputs(
     if missing:
         raise ValueError(f"missing model input(s) {missing}; the model takes {list(specs)}")
     out = {
-        name: _prepare_one(data[name], spec, name, failures)
+        name: prepare_input(data[name], spec, name, failures)
         for name, spec in specs.items()
         if spec["modality"] not in ("events", "length")
     }
     for name, spec in specs.items():  # sessions last: their features need the screen size
         if spec["modality"] == "events":
-            screen = spec["screen"]
-            columns = specs[screen["input"]]["columns"]
-            device = out[screen["input"]]
-            sizes = device[:, [columns.index(screen["width"]), columns.index(screen["height"])]]
+            sizes = session_screens(specs, spec, out[spec["screen"]["input"]])
             out[name], lengths = prepare_sessions(data[name], spec, sizes, name)
             for other, entry in specs.items():
                 if entry["modality"] == "length" and entry["of"] == name:
@@ -206,9 +203,10 @@ def prepare_inputs(
     return out
 
 
-def _prepare_one(
+def prepare_input(
     value: Any, spec: Mapping[str, Any], name: str, failures: set[int] | None = None
 ) -> np.ndarray:
+    """One named input of one of the modalities above but sessions (`prepare_sessions`)."""
     modality = spec["modality"]
     if modality == "image":
         return prepare(value, spec, failures)
@@ -250,6 +248,16 @@ def _prepare_one(
     if modality == "category":
         return category_indices(value, spec, name)
     raise ValueError(f"input {name!r}: unknown modality {modality!r} in preprocess.json")
+
+
+def session_screens(
+    specs: Mapping[str, Any], events_spec: Mapping[str, Any], device: np.ndarray
+) -> np.ndarray:
+    """(N, 2) screen (width, height) of each session, from its prepared device vector (N, D)
+    of the input the events spec's `screen` names."""
+    screen = events_spec["screen"]
+    columns = specs[screen["input"]]["columns"]
+    return screen_of(device, columns, (screen["width"], screen["height"]))
 
 
 def prepare_sessions(

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from idv.sessions.events import EVENT_TYPES, EventError
+from idv.serving.preprocess import session_screens
+from idv.sessions.events import EVENT_TYPES, TYPE_CODES, EventError
 from idv.sessions.features import StreamingFeatures
 
 STREAM_DIR = "stream"
 STREAM_INPUTS = ("event", "state", "total", "peak", "count", "device")
 STATE_OUTPUTS = {"state": "next_state", "total": "next_total", "peak": "next_peak",
                  "count": "next_count"}  # fmt: skip
-_TYPE_CODES = {name: k for k, name in enumerate(EVENT_TYPES)}
 
 
 class SessionStream:
@@ -65,7 +65,7 @@ class SessionStream:
         """Score after one more event (`t` ms since the session started, pointer `x`, `y`,
         `kind` a type name or code); raises EventError naming the event on bad input."""
         k = self.events + self.truncated
-        code = _TYPE_CODES.get(kind, -1) if isinstance(kind, str) else int(kind)
+        code = TYPE_CODES.get(kind, -1) if isinstance(kind, str) else int(kind)
         if not 0 <= code < len(EVENT_TYPES):
             raise EventError(f"stream event {k}: type {kind!r} is not one of {list(EVENT_TYPES)}")
         t, x, y = float(t), float(x), float(y)
@@ -87,3 +87,12 @@ class SessionStream:
         self.events += 1
         self.score = float(out["score"][0])
         return self.score
+
+
+def open_stream(step: Any, preprocess: Mapping[str, Any], device: np.ndarray) -> SessionStream:
+    """A SessionStream on the `step` backend for one prepared device vector (D,), as
+    preprocess.json says: its `streaming` state, the events input's screen and max_events."""
+    spec = preprocess["streaming"]
+    events = preprocess["inputs"][spec["events_input"]]
+    screen = session_screens(preprocess["inputs"], events, np.asarray(device)[None])[0]
+    return SessionStream(step, spec, device, (screen[0], screen[1]), events["max_events"])

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from idv.sessions.events import EventError
+
 DEVICE_COLUMNS: tuple[str, ...] = (
     "touch",              # 1: touch screen events, 0: mouse
     "screen_w",           # px (CSS)
@@ -47,8 +49,6 @@ def device_sessions(frame: Any, window_ms: float, groups: Sequence[str] = ("spli
 def device_vector(record: Mapping[str, Any], columns: Sequence[str], where: str) -> np.ndarray:
     """float32 (D,) of a device record in `columns` order; a missing or non-finite value is
     refused by name (a device report is never silently zero-filled)."""
-    from idv.sessions.events import EventError
-
     values = []
     for column in columns:
         if column not in record:

@@ -21,6 +21,7 @@ from idv.errors import IdvError
 
 EVENT_TYPES: tuple[str, ...] = ("move", "down", "up", "key")
 EVENT_COLUMNS: tuple[str, ...] = ("t", "x", "y", "type")
+TYPE_CODES: dict[str, int] = {name: k for k, name in enumerate(EVENT_TYPES)}
 
 
 class EventError(IdvError, ValueError):
@@ -49,9 +50,8 @@ def type_codes(values: Any, where: str) -> np.ndarray:
     if array.dtype.kind in "iu":
         codes = array.astype(np.int64)
     else:
-        lookup = {name: k for k, name in enumerate(EVENT_TYPES)}
         names = array.astype(str)
-        codes = np.fromiter((lookup.get(n, -1) for n in names), np.int64, len(names))
+        codes = np.fromiter((TYPE_CODES.get(n, -1) for n in names), np.int64, len(names))
     bad = np.flatnonzero((codes < 0) | (codes >= len(EVENT_TYPES)))
     if bad.size:
         k = int(bad[0])

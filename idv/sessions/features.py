@@ -22,6 +22,7 @@ Per event k (the first event has zero deltas):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,6 +36,7 @@ DDT_GAIN = 4.0  # interval changes in quarter milliseconds: a fixed clock (0) vs
 DELTA_GAIN = 10.0
 DELTA_CLIP = 10.0
 MIN_DT_MS = 0.5
+SCREEN_COLUMNS = ("screen_w", "screen_h")  # the device record's columns the features scale by
 
 
 def _screen(width: float, height: float) -> tuple[float, float, float]:
@@ -137,9 +139,13 @@ def padded(features: np.ndarray, max_events: int) -> np.ndarray:
     return out
 
 
-def screen_of(device: np.ndarray, columns: list[str] | tuple[str, ...]) -> tuple[float, float]:
-    """(width, height) from a device vector in `columns` order (`screen_w`, `screen_h`)."""
-    missing = [c for c in ("screen_w", "screen_h") if c not in columns]
+def screen_of(
+    device: np.ndarray, columns: Sequence[str], names: Sequence[str] = SCREEN_COLUMNS
+) -> np.ndarray:
+    """(..., 2) (width, height) from device vectors (..., D) in `columns` order; `names`:
+    the width and height columns (preprocess.json `inputs.events.screen`)."""
+    columns = list(columns)
+    missing = [c for c in names if c not in columns]
     if missing:
-        raise ValueError(f"the device columns {list(columns)} lack {missing}: features need them")
-    return float(device[columns.index("screen_w")]), float(device[columns.index("screen_h")])
+        raise ValueError(f"the device columns {columns} lack {missing}: features need them")
+    return np.asarray(device)[..., [columns.index(n) for n in names]].astype(np.float64)

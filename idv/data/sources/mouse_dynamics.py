@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from idv.atomic import write_parquet
-from idv.data.manifest import BONA_FIDE, write_manifest
-from idv.data.splits import assign_splits
-from idv.data.synth.writer import CorpusDir
+from idv.data.events_table import EVENTS_NAME, write_events_table
+from idv.data.manifest import BONA_FIDE
+from idv.data.synth.writer import CorpusDir, finish_manifest
 from idv.errors import IdvError
 from idv.sessions.device import DEVICE_COLUMNS
-from idv.sessions.events import EVENT_TYPES, check_events
+from idv.sessions.events import check_events
 
 log = logging.getLogger(__name__)
 COLUMNS = ("record timestamp", "client timestamp", "button", "state", "x", "y")
@@ -126,17 +125,7 @@ def import_mouse_dynamics(
     if unlabelled:
         log.warning("%s: %d test sessions have no label in public_labels.csv: skipped", src,
                     unlabelled)  # fmt: skip
-    frame = pd.DataFrame(rows)
-    frame["split"] = assign_splits(frame, seed=seed, fractions=fractions, stratify=("label",))
-    ordered = ["sample_id", "label", "subject_id", "split", "attack_type"]
-    frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
-    table = pd.DataFrame({
-        "sample_id": np.repeat(frame["sample_id"].to_numpy(), [len(e["t"]) for e in events]),
-        **{c: np.concatenate([e[c] for e in events]) for c in ("t", "x", "y")},
-        "type": pd.Categorical(np.concatenate([e["type"] for e in events]),
-                               categories=list(EVENT_TYPES)),
-    })  # fmt: skip
     with CorpusDir(out) as tmp:
-        write_parquet(table, tmp / "events.parquet")
-        write_manifest(frame, tmp / "manifest.parquet")
+        frame = finish_manifest(rows, tmp, seed=seed, fractions=fractions, stratify=("label",))
+        write_events_table(frame["sample_id"].tolist(), events, tmp / EVENTS_NAME)
     return frame

@@ -37,15 +37,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from idv.atomic import write_parquet
-from idv.data.manifest import BONA_FIDE, write_manifest
-from idv.data.splits import assign_splits
-from idv.data.synth.writer import CorpusDir, identity_rng, pick, render_parallel
+from idv.data.events_table import EVENTS_NAME, write_events_table
+from idv.data.manifest import BONA_FIDE
+from idv.data.synth.writer import CorpusDir, finish_manifest, identity_rng, pick, render_parallel
 from idv.sessions.device import device_sessions
 from idv.sessions.events import EVENT_TYPES
 
 SESSION_STRATA = ("label", "attack_type")
-EVENTS_NAME = "events.parquet"
 MOVE, DOWN, UP, KEY = range(len(EVENT_TYPES))
 DAY_MS = 86_400_000.0
 
@@ -452,25 +450,15 @@ def generate_session_corpus(
     fn = functools.partial(
         _render_subject, cfg=dict(cfg), seed=seed, sessions=int(size["sessions_per_subject"])
     )
+    window = float(cfg["device_window_days"]) * DAY_MS
+
+    def counted(frame: pd.DataFrame) -> pd.DataFrame:  # needs the split: per split, past only
+        return frame.assign(device_sessions=device_sessions(frame, window_ms=window))
+
     with CorpusDir(out) as tmp:
         rows = render_parallel(fn, int(size["subjects"]), tmp, workers)
         events = [row.pop("_events") for row in rows]
-        frame = pd.DataFrame(rows)
-        frame["split"] = assign_splits(
-            frame, seed=seed, fractions=cfg["split_fractions"], stratify=SESSION_STRATA
-        )
-        frame["device_sessions"] = device_sessions(
-            frame, window_ms=float(cfg["device_window_days"]) * DAY_MS
-        )
-        ordered = ["sample_id", "label", "subject_id", "split", "attack_type"]
-        frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
-        table = pd.DataFrame({
-            "sample_id": np.repeat(frame["sample_id"].to_numpy(), [len(e["t"]) for e in events]),
-            **{c: np.concatenate([e[c] for e in events]) for c in ("t", "x", "y")},
-            "type": pd.Categorical.from_codes(
-                np.concatenate([e["type"] for e in events]), categories=list(EVENT_TYPES)
-            ),
-        })  # fmt: skip
-        write_parquet(table, tmp / EVENTS_NAME)
-        write_manifest(frame, tmp / "manifest.parquet")
+        frame = finish_manifest(rows, tmp, seed=seed, fractions=cfg["split_fractions"],
+                                stratify=SESSION_STRATA, after_split=counted)  # fmt: skip
+        write_events_table(frame["sample_id"].tolist(), events, tmp / EVENTS_NAME)
     return frame

@@ -74,11 +74,16 @@ def finish_manifest(
     seed: int,
     fractions: Mapping[str, float],
     stratify: Sequence[str],
+    after_split: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Assign subject-disjoint splits and write the manifest inside the corpus directory."""
+    """Assign subject-disjoint splits and write the manifest inside the corpus directory;
+    `after_split` adds what needs the split (e.g. per-split history counts)."""
     frame = pd.DataFrame(rows)
     frame["split"] = assign_splits(frame, seed=seed, fractions=fractions, stratify=stratify)
-    ordered = ["sample_id", "path", "label", "subject_id", "split", "attack_type"]
+    if after_split is not None:
+        frame = after_split(frame)
+    ordered = [c for c in ("sample_id", "path", "label", "subject_id", "split", "attack_type")
+               if c in frame.columns]  # fmt: skip
     frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
     write_manifest(frame, out / MANIFEST_NAME)
     return frame
