@@ -66,11 +66,10 @@ class MatchingBundle(Bundle):
                     "`acquisition`): give aligned crops with aligned=True, or re-export the "
                     "bundle with the task's acquisition config"
                 )
-            for name in detector_files(self.backend_name):
-                if name not in self.checksums:
-                    raise BundleError(f"bundle {self.path} has no {name} (its face detector)")
-            settings = DetectorSettings.from_mapping(spec["detector"])
-            self._detector = load_detector(self.path, self.backend_name, settings, self.threads)
+            files = zip(STAGES, detector_files(self.backend_name), strict=True)
+            stages = {stage: self.load_model(name, [STAGE_INPUT], "(its face detector)")
+                      for stage, name in files}  # fmt: skip
+            self._detector = MTCNN(stages, DetectorSettings.from_mapping(spec["detector"]))
         return self._detector
 
     def acquire(self, images: Any) -> list[Acquisition]:
@@ -222,8 +221,8 @@ def load_detector(
     settings: DetectorSettings,
     threads: int | None = None,
 ) -> MTCNN:
-    """MTCNN over the stage files under `directory` (a bundle, or an export's temporary
-    directory before its parity gate), each on `backend`."""
+    """MTCNN over the stage files under `directory` (an export's temporary directory before
+    its parity gate), each on `backend`; a loaded bundle verifies them (`Bundle.load_model`)."""
     files = dict(zip(STAGES, detector_files(backend), strict=True))
     stages = {
         stage: load_backend(backend, os.path.join(directory, file), [STAGE_INPUT], threads)
