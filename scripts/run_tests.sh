@@ -5,4 +5,5 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 .venv/bin/ruff check idv tests scripts
+.venv/bin/python scripts/check_licences.py
 exec .venv/bin/python -m pytest --durations=15 "$@"

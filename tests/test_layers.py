@@ -48,6 +48,7 @@ RULES = [
         modules("idv.serving")
         + modules("idv.faces")
         + modules("idv.sessions")
+        + modules("idv.documents")
         + ["idv.thresholds", "idv.kinds", "idv.imaging", "idv.atomic", "idv.capture_metadata"]
         + ["idv.errors"],
         [*TRAINING, "torch", "pandas", "idv.tasks", "idv.data", "idv.models", "idv.export"],

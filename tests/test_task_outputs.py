@@ -77,13 +77,21 @@ def test_every_output_has_its_loss_and_weight(tmp_path: Path) -> None:
     assert detector.net.conv.weight.grad.abs().sum() > 0  # the mask loss reaches the network
 
 
-def test_predict_step_gives_every_output_as_a_probability(tmp_path: Path) -> None:
+def test_predict_step_gives_scores_and_pixel_counts_of_the_mask(tmp_path: Path) -> None:
     batch = batch_of(tmp_path)
-    out = task(outputs=OUTPUTS).predict_step(batch, 0)
+    detector = task(outputs=OUTPUTS)
+    out = detector.predict_step(batch, 0)
     assert out["sample_id"] == ["s0", "s1", "s2", "s3"]
-    assert out["score"].shape == (4,) and out["mask"].shape == (4, 1, 8, 8)
-    for name in ("score", "mask"):
-        assert ((out[name] >= 0) & (out[name] <= 1)).all()
+    assert out["score"].shape == (4,) and ((out["score"] >= 0) & (out["score"] <= 1)).all()
+    # The map is not tabled: its pixel counts against the batch's mask are.
+    assert "mask" not in out
+    probability = torch.sigmoid(detector.raw_outputs(batch)["mask"])
+    guess, truth = probability > 0.5, batch.mask > 0.5
+    assert torch.equal(out["mask_tp"], (guess & truth).sum((1, 2, 3)).float())
+    assert torch.equal(out["mask_fp"], (guess & ~truth).sum((1, 2, 3)).float())
+    assert torch.equal(out["mask_fn"], (~guess & truth).sum((1, 2, 3)).float())
+    assert torch.equal(out["mask_positive"], truth.sum((1, 2, 3)).float())
+    assert out["mask_positive"].sum() > 0  # the fixture has tampered pixels to count
 
 
 def test_declared_outputs_must_match_the_network(tmp_path: Path) -> None:

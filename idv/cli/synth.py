@@ -23,6 +23,7 @@ GENERATORS = {
     "clips": "idv.data.synth.clip_corpus:generate_clip_corpus",
     "deepfakes": "idv.data.synth.deepfake_corpus:generate_deepfake_corpus",
     "sessions": "idv.data.synth.session_corpus:generate_session_corpus",
+    "documents": "idv.data.synth.document_corpus:generate_document_corpus",
 }
 
 

@@ -30,6 +30,7 @@ from idv.data.augment.pipeline import Stage, build_transforms, reseed
 from idv.data.augment.sbi import PseudoFakes
 from idv.data.readers import ImageReadError, OnError, read_image
 from idv.data.samplers import SampleKey
+from idv.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +299,14 @@ class ImageDataset(ManifestDataset):
         rel = self.items["mask_path"].iat[i]
         if rel is None or (isinstance(rel, float) and rel != rel):
             return image, np.zeros(image.shape[:2], np.uint8)
-        return image, (read_image(self.root / str(rel))[..., 0] > 0).astype(np.uint8)
+        mask = (read_image(self.root / str(rel))[..., 0] > 0).astype(np.uint8)
+        if mask.shape != image.shape[:2]:
+            raise InputError(
+                f"{self.root / str(rel)}: the mask of sample {self.sample_ids[i]} is "
+                f"{mask.shape[1]}x{mask.shape[0]}, its image {self.paths[i]} "
+                f"{image.shape[1]}x{image.shape[0]}: a mask must match its image"
+            )
+        return image, mask
 
     def serving_inputs(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {"image": str(self.root / self.paths[i])}

@@ -47,6 +47,7 @@ class DetectionTask(TaskBase):
         outputs: Mapping[str, Mapping[str, Any]] | None = None,
         fused: Mapping[str, Mapping[str, Any]] | None = None,
         primary: str = "score",
+        localisation_threshold: float = 0.5,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -72,6 +73,7 @@ class DetectionTask(TaskBase):
             n: (str(s["target"]), float(s.get("weight", 1.0))) for n, s in outputs.items()
         }
         self.primary = primary
+        self.localisation_threshold = float(localisation_threshold)
         self.to_outputs = DetectionScores(fused)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -108,6 +110,26 @@ class DetectionTask(TaskBase):
         self._log_skipped(batch, stage)
         primary = self.to_outputs(logits)[self.primary].reshape(size, -1)[:, 0]
         return total, primary
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """The named outputs; a pixel output trained on a batch target (a tamper mask) becomes
+        per-item pixel counts at `localisation_threshold` against that target (`<name>_tp`,
+        `_fp`, `_fn`, `_positive`: the target's area), which the score table keeps and
+        evaluation turns into localisation metrics; the map itself is served, not tabled."""
+        out = super().predict_step(batch, batch_idx)
+        for name, (target, _) in self.losses.items():
+            value = out.get(name)
+            if target == "label" or value is None or value.ndim < 3:
+                continue
+            truth = self._target(batch, target).float().reshape(value.shape) > 0.5
+            guess = value > self.localisation_threshold
+            dims = tuple(range(1, value.ndim))
+            out[f"{name}_tp"] = (guess & truth).sum(dims).float()
+            out[f"{name}_fp"] = (guess & ~truth).sum(dims).float()
+            out[f"{name}_fn"] = (~guess & truth).sum(dims).float()
+            out[f"{name}_positive"] = truth.sum(dims).float()
+            del out[name]
+        return out
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch, "train")

@@ -13,9 +13,11 @@ predictions to the kind's `score` part (`idv.kinds`), which builds its tables:
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -146,17 +148,46 @@ def detection_tables(cfg: DictConfig, predictions: Mapping[str, Predictions]) ->
     other per-item outputs as `output/<name>` columns; an output with more than one value per
     item (a pixel map) has no place in a score table, and a warning says it is not kept."""
     primary = cfg.task.module.get("primary", "score")
+    rules = _rules(cfg)
     tables, dropped = [], set()
     for p in predictions.values():
         extra = {k: v for k, v in p.outputs.items() if k != primary and v.ndim == 1}
         dropped |= set(p.outputs) - set(extra) - {primary}
-        tables.append(detection_table(p.items, p.sample_ids, p.outputs[primary], extra))
+        scores = p.outputs[primary]
+        if rules is not None:
+            scores, columns = rules(p.items, p.sample_ids, scores)
+            extra.update(columns)
+        tables.append(detection_table(p.items, p.sample_ids, scores, extra))
     if dropped:
         log.warning(
             "outputs %s hold more than one value per item: not written to the score table",
             sorted(dropped),
         )
     return {"scores": validate_detection_table(pd.concat(tables, ignore_index=True), "scored")}
+
+
+def _rules(cfg: DictConfig):
+    """The task's rule checks (`task.rules`: a module with `RuleOptions`, `rule_columns` and
+    `fuse`, e.g. idv.documents.rules), as a function (items, ids, model scores) -> (fused
+    scores, {output name: column}); None without rules. The model's own score is kept as
+    `output/model`, the rules' as `output/rules` and `output/rules_<status>`."""
+    spec = cfg.task.get("rules")
+    if not spec:
+        return None
+    spec = OmegaConf.to_container(spec, resolve=True)
+    module = importlib.import_module(spec.pop("module"))
+    options = module.RuleOptions.from_config(spec)
+    root = Path(cfg.data.root or Path(cfg.data.manifest).parent)
+
+    def apply(items: pd.DataFrame, sample_ids: Sequence[str], scores: np.ndarray):
+        paths = items.set_index("sample_id").loc[list(sample_ids), "path"]
+        columns = module.rule_columns([root / p for p in paths], options, sample_ids)
+        fused = module.fuse(scores, columns["risk"], options).astype(np.float32)
+        extra = {"model": scores, "rules": columns.pop("risk")}
+        extra.update({f"rules_{k}": v for k, v in columns.items()})
+        return fused, extra
+
+    return apply
 
 
 # -------------------------------------------------------------------------------- matching

@@ -75,11 +75,19 @@ def finish_manifest(
     fractions: Mapping[str, float],
     stratify: Sequence[str],
     after_split: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    split_of: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Assign subject-disjoint splits and write the manifest inside the corpus directory;
-    `after_split` adds what needs the split (e.g. per-split history counts)."""
+    `after_split` adds what needs the split (e.g. per-split history counts); `split_of`: a
+    given subject -> split map (another corpus' splits, for the same people) instead."""
     frame = pd.DataFrame(rows)
-    frame["split"] = assign_splits(frame, seed=seed, fractions=fractions, stratify=stratify)
+    if split_of is None:
+        frame["split"] = assign_splits(frame, seed=seed, fractions=fractions, stratify=stratify)
+    else:
+        frame["split"] = frame["subject_id"].map(split_of)
+        lost = sorted(frame.loc[frame["split"].isna(), "subject_id"].unique())
+        if lost:
+            raise ValueError(f"subjects {lost[:5]} have no split in the given subject map")
     if after_split is not None:
         frame = after_split(frame)
     ordered = [c for c in ("sample_id", "path", "label", "subject_id", "split", "attack_type")
@@ -102,10 +110,13 @@ def build_corpus(
     workers: int,
     fractions: Mapping[str, float],
     stratify: Sequence[str],
+    split_of: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Every corpus' last step: render each identity (in parallel) into a temporary directory,
     split by subject, write the manifest, and swap the directory in atomically."""
     with CorpusDir(out) as tmp:
         rows = render_parallel(render_identity, identities, tmp, workers)
-        frame = finish_manifest(rows, tmp, seed=seed, fractions=fractions, stratify=stratify)
+        frame = finish_manifest(
+            rows, tmp, seed=seed, fractions=fractions, stratify=stratify, split_of=split_of
+        )
     return frame
