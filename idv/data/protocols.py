@@ -8,6 +8,9 @@
 - `cross_species`: train, val and calib keep bona fide and the `fit_species`; test keeps bona
   fide and the `test_species` (e.g. `sbi_only`: fit on self-blended images, test on face
   swaps, reenactment and synthesis).
+- `cross_group`: the same split on any manifest `column`: train, val and calib keep rows whose
+  value is in `train_values`, test those in `test_values` (e.g. `cross_country`: documents of
+  some issuers in training, another issuer's at test).
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> p
         keep = (fit & frame["capture_device"].isin(train)) | (
             ~fit & frame["capture_device"].isin(test)
         )
+    elif name == "cross_group":
+        column = protocol.get("column")
+        if not column:
+            raise ValueError("protocol cross_group needs a `column`")
+        train, test = _disjoint(frame, protocol, column, "train_values", "test_values")
+        keep = (fit & frame[column].isin(train)) | (~fit & frame[column].isin(test))
     elif name == "cross_species":
         fit_species, test_species = _disjoint(
             frame, protocol, "attack_type", "fit_species", "test_species"
@@ -64,8 +73,8 @@ def apply_protocol(frame: pd.DataFrame, protocol: Mapping[str, Any] | None) -> p
         )
     else:
         raise ValueError(
-            f"unknown protocol {name!r}; expected default, unseen_attack, cross_device or "
-            "cross_species"
+            f"unknown protocol {name!r}; expected default, unseen_attack, cross_device, "
+            "cross_species or cross_group"
         )
     return frame[keep.to_numpy()].reset_index(drop=True)
 

@@ -28,6 +28,8 @@ from PIL import Image, ImageDraw, ImageFont
 from idv.documents.mrz import LAYOUTS, Layout, MRZError, MrzRecord, parse_mrz
 from idv.documents.templates import (
     FIELD_FONT,
+    FIELD_SIZE,
+    MONO_ADVANCE_EM,
     MRZ_FONT,
     MRZ_PITCH_MM,
     MRZ_SHAPE,
@@ -196,22 +198,30 @@ def _read_line(
     size = (max(int(round((right - left) * scale)), CELL[1]), CELL[0])
     resampled = cv2.resize(strip, size, interpolation=cv2.INTER_AREA)
     offset = (start - left) * scale
+    # Every cell at every shift at once: (count, shifts, CELL h * w) windows of the strip.
+    shifts = np.arange(-shift, shift + 1)
+    base = np.rint(offset + np.arange(count) * CELL[1]).astype(np.int64)
+    first = base[:, None] + shifts[None, :]
+    valid = (first >= 0) & (first + CELL[1] <= resampled.shape[1])
+    columns = np.clip(first, 0, resampled.shape[1] - CELL[1])[..., None] + np.arange(CELL[1])
+    windows = resampled[:, columns]  # (h, count, shifts, w)
+    windows = windows.transpose(1, 2, 0, 3).reshape(count * len(shifts), -1)
+    scores = (_normalise(windows) @ glyphs.T).reshape(count, len(shifts), -1)
+    scores[~valid] = -np.inf
+    allowed = np.array([[c in chars for c in ALPHABET] for chars in charset])
+    scores = np.where(allowed[:, None, :], scores, -np.inf)
+    best = scores.max(axis=1)  # (count, classes): each class at its best shift
+    order = np.argsort(-best, axis=1)[:, :2]
     cells, found = [], np.full(count, np.nan)
     for j in range(count):
-        base = int(round(offset + j * CELL[1]))
-        shifts = [d for d in range(-shift, shift + 1)
-                  if base + d >= 0 and base + d + CELL[1] <= resampled.shape[1]]  # fmt: skip
-        if not shifts:
+        top = [(ALPHABET[i], float(best[j, i])) for i in order[j] if np.isfinite(best[j, i])]
+        if not top:
             cells.append([("<", 0.0), ("<", 0.0)])
             continue
-        patches = np.stack([resampled[:, base + d : base + d + CELL[1]] for d in shifts])
-        scores = _normalise(patches.reshape(len(shifts), -1)) @ glyphs.T
-        allowed = [i for i, c in enumerate(ALPHABET) if c in charset[j]]
-        sub = scores[:, allowed]
-        best = sub.max(axis=0)
-        order = np.argsort(-best)[:2]
-        found[j] = left + (base + shifts[int(np.argmax(sub[:, order[0]]))]) / scale
-        cells.append([(ALPHABET[allowed[i]], float(best[i])) for i in order])
+        if len(top) == 1:
+            top.append((top[0][0], -1.0))
+        cells.append(top)
+        found[j] = left + float(first[j, int(np.argmax(scores[j, :, order[j, 0]]))]) / scale
     return cells, found
 
 
@@ -355,7 +365,11 @@ def _read_visual(
     y_top = lines[0][0]
     date = [DIGITS, DIGITS, "", DIGITS, DIGITS, "", DIGITS, DIGITS, DIGITS, DIGITS]
     charsets = {
-        "document_number": [LETTERS + DIGITS] * len(reading.record.document_number),
+        # Each character's class (letter or digit) as the MRZ has it: OCR's O / 0, S / 5
+        # confusions are settled by the class, a forger's changed digit is still read.
+        "document_number": [
+            DIGITS if c.isdigit() else LETTERS for c in reading.record.document_number
+        ],  # fmt: skip
         "birth_date": date,
         "expiry_date": date,
     }
@@ -363,24 +377,25 @@ def _read_visual(
     out = {}
     for name, charset in charsets.items():
         box = t.fields[name]
-        x0 = x_left + (box.x - t.mrz_left_mm) * ppm
+        x0 = x_left + (box.x - t.mrz_left_mm) * ppm  # where the template prints the value
         y0 = y_top + (box.y - t.mrz_top_mm) * ppm
-        bx0, by0 = int(max(x0 - 2 * ppm, 0)), int(max(y0 - 1.0 * ppm, 0))
-        bx1, by1 = int(x0 + box.w * ppm), int(y0 + box.h * ppm * 1.5)
+        char_pitch = MONO_ADVANCE_EM * FIELD_SIZE * box.h * ppm  # a fixed-pitch font
+        bx0, by0 = int(max(x0 - 2.0 * ppm, 0)), int(max(y0 - 1.5 * ppm, 0))
+        bx1, by1 = int(x0 + box.w * ppm), int(y0 + box.h * ppm * 2.0)
         region = upright[by0:by1, bx0:bx1]
         if region.shape[0] < 4 or region.shape[1] < 4:
             continue
         ink = _ink(region, opts.ink_offset)
-        rows = _rows(ink)
+        centre = y0 - by0 + 0.75 * box.h * ppm  # the value's cap-height middle, about
+        rows = [r for r in _rows(ink) if r[1] - r[0] >= 0.5 * box.h * ppm]
         if not rows:
             continue
-        ry0, ry1 = max(rows, key=lambda r: r[1] - r[0])
-        cx0, cx1 = _extent(ink, ry0, ry1)
-        length = len(charset)
-        if cx1 - cx0 < length:
+        ry0, ry1 = min(rows, key=lambda r: abs((r[0] + r[1]) / 2 - centre))
+        cols = np.flatnonzero(ink[ry0:ry1].sum(axis=0) >= 1)
+        near = cols[cols >= (x0 - bx0) - 1.5 * ppm]
+        if len(near) == 0:
             continue
-        char_pitch = (cx1 - cx0) / (length - 1 + GLYPH_INK)
-        start = (cx0 + cx1) / 2 - length * char_pitch / 2
+        start = float(near[0]) - (1 - GLYPH_INK) / 2 * char_pitch  # the first cell's left
         wide = [c or ALPHABET for c in charset]
         cells, found = _read_line(
             region, (ry0, ry1), start, char_pitch, glyphs, wide, 2 * opts.shift_px
@@ -394,6 +409,3 @@ def _read_visual(
         margin = min(c[0][1] - c[1][1] for c in kept) if kept else 0.0
         out[name] = (text, float(margin))
     return out
-
-
-MONO_ADVANCE_EM = 0.602  # DejaVu Sans Mono's advance width, in font sizes

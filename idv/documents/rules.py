@@ -36,7 +36,7 @@ class RuleOptions:
     fusion: str = "noisy_or"  # noisy_or | max | model (rules ignored) | rules (model ignored)
     weight: float = 0.9  # a failed rule's risk in the fusion
     unreadable_risk: float = 0.0
-    min_field_margin: float = 0.08  # a visual-zone field is compared only if read this surely
+    min_field_margin: float = 0.05  # a visual-zone field is compared only if read this surely
     min_check_margin: float = 0.08  # a failed check counts only if its characters read so
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 

@@ -26,6 +26,8 @@ MRZ_SHAPE = {"td1": (3, 30), "td3": (2, 44)}  # lines, characters per line
 # Compared fields: visual-zone fields printed in the field font with a known length, which the
 # rules read and compare with the MRZ.
 COMPARED_FIELDS = ("document_number", "birth_date", "expiry_date")
+FIELD_SIZE = 1.25  # the compared fields' font size, in units of their box height
+MONO_ADVANCE_EM = 0.602  # DejaVu Sans Mono's advance width, in font sizes
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from idv.evaluation.report import markdown_report
 from idv.evaluation.segments import aggregate_sessions, demographic_differential, segment_report
 from idv.evaluation.thresholding import VAL_EER, operating_threshold
 from idv.metrics.detection import detection_report, eer, generalised_scores, pct
+from idv.metrics.localisation import localisation_outputs, localisation_report
 from idv.metrics.resolution import NotSupported
 from idv.score_tables import require_splits
 
@@ -81,6 +82,10 @@ def evaluate_detection(
         target, operating.value, operating.name, resolvable, **cfg.bootstrap
     )
     metrics.update(flatten(f"{cfg.split}/", intervals))
+    # A detector with a pixel output (a tamper mask): how well it says where.
+    for name in localisation_outputs(target):
+        located = localisation_report(target, name, **cfg.bootstrap)
+        metrics.update({f"{cfg.split}/{k}": v for k, v in located.items()})
 
     segments, differentials, notes = _segments(target, operating.value, cfg)
     notes += [f"`{cfg.split}/{k}` not supported: {v.reason}." for k, v in unsupported.items()]

@@ -30,7 +30,7 @@ from idv.export.card import build_card, card_markdown, code_revision, read_evalu
 from idv.export.face_detector import check_detector_parity, export_detector, reference_photos
 from idv.export.formats import SERVING_BACKENDS, export_formats
 from idv.export.parity import ParityOptions, check_parity, held_out_items
-from idv.export.preprocess import input_spec, preprocess_spec
+from idv.export.preprocess import decision_extras, input_spec, preprocess_spec
 from idv.export.streaming import export_stream
 from idv.export.wrappers import augment_of, build_wrapper
 from idv.faces.acquisition import AcquisitionPolicy
@@ -149,7 +149,8 @@ def export_bundle(
     data = run_config.get("data") or {}
     dataset = instantiate(data.get("dataset") or IMPLICIT_DATASET, _convert_="all")
     held = held_out_items(
-        frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or []
+        frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or [],
+        options.max_samples,
     )
     # The training run's own minimum (data.min_image_side) unless the export overrides it.
     min_side = int(min_image_side or (run_config.get("data") or {}).get("min_image_side") or 1)
@@ -163,6 +164,7 @@ def export_bundle(
     with torch.inference_mode():
         shapes = {k: tuple(v.shape[1:]) for k, v in wrapper(**example).items()}
     spec = preprocess_spec(wrapper, run_config, augment, shapes, min_side)
+    spec.update(decision_extras(task, shapes))
     formats = list(formats or task.get("export_formats") or ("torchscript", "onnx"))
 
     target = Path(bundle_dir)
@@ -284,6 +286,7 @@ def export(cfg) -> ExportResult:
             detector_tolerance_px=float(p.get("detector_tolerance_px", 1.0)),
             detector_images=int(p.get("detector_images", 12)),
             stream_sessions=int(p.get("stream_sessions", 16)),
+            max_samples=None if p.get("max_samples") is None else int(p.max_samples),
         ),
         manifest=cfg.get("manifest"),
         root=cfg.get("root"),

@@ -62,19 +62,25 @@ class ParityError(IdvError, RuntimeError):
 
 @dataclass(frozen=True)
 class ParityOptions:
-    min_samples: int = 256
+    min_samples: int = 128
     batch_size: int = 32
     tolerance: float = 1e-5
     preprocess_tolerance: float = 1e-6
     detector_tolerance_px: float = 1.0  # a face bundle's MTCNN against facenet-pytorch's
     detector_images: int = 12  # held-out images the detector's parity runs on
     stream_sessions: int = 16  # held-out sessions a session bundle's streaming step runs on
+    max_samples: int | None = None  # at most this many held-out items (None: whole splits)
 
     def __post_init__(self) -> None:
         if self.min_samples < 1 or self.batch_size < 2:
             raise ValueError(
                 f"parity needs min_samples >= 1 and batch_size >= 2 (a larger batch than 1), "
                 f"got {self.min_samples} and {self.batch_size}"
+            )
+        if self.max_samples is not None and self.max_samples < self.min_samples:
+            raise ValueError(
+                f"parity.max_samples ({self.max_samples}) is below parity.min_samples "
+                f"({self.min_samples})"
             )
         if not (self.tolerance > 0 and self.preprocess_tolerance > 0):
             raise ValueError("parity tolerances must be positive")
@@ -108,9 +114,10 @@ def held_out_items(
     dataset: Callable[..., Any],
     augment: Mapping[str, Any],
     species: Sequence[str],
+    max_samples: int | None = None,
 ) -> HeldOut:
-    """Items of `test`, then of `calib` while fewer than `min_samples`, built by the run's
-    `dataset` factory at the eval stage.
+    """Items of `test`, then of `calib` while fewer than `min_samples` (and no more than
+    `max_samples`, in split order), built by the run's `dataset` factory at the eval stage.
 
     Fewer held-out items than `min_samples` in both splits together is an error that says how
     many there are (a tiny corpus: lower parity.min_samples)."""
@@ -135,6 +142,8 @@ def held_out_items(
         if len(splits) >= min_samples:
             break
         for i in range(len(items)):
+            if max_samples is not None and len(splits) >= max_samples:
+                break
             for name, value in items.serving_inputs(i).items():
                 raw.setdefault(name, []).append(value)
             for name, tensor in items[i].inputs.items():

@@ -187,3 +187,20 @@ def preprocess_spec(
         },
         "primary_output": wrapper.primary,
     }
+
+
+def decision_extras(task: Mapping[str, Any], shapes: Mapping[str, Sequence[Any]]) -> dict:
+    """preprocess.json entries beyond the network: `rules` (checks the bundle runs on the
+    capture itself and fuses into `score`: the task's `rules`, a module of idv and its
+    options) and `localisation` (the pixel output `localise` serves, and its threshold)."""
+    out: dict[str, Any] = {}
+    rules = dict(task.get("rules") or {})
+    if rules:
+        out["rules"] = {"module": str(rules.pop("module")), "options": rules, "input": "image"}
+    module = task.get("module") or {}
+    for name, target in (module.get("outputs") or {}).items():
+        if target.get("target") != "label" and len(shapes.get(name, ())) >= 2:
+            threshold = float(module.get("localisation_threshold", 0.5))
+            out["localisation"] = {"output": name, "threshold": threshold}
+            break
+    return out

@@ -80,6 +80,18 @@ def check_preprocess(spec: Any) -> None:
         _check_acquisition(_mapping(spec["acquisition"], "acquisition"))
     if spec.get("streaming") is not None:
         _check_streaming(_mapping(spec["streaming"], "streaming"), inputs)
+    if spec.get("rules") is not None:
+        rules = _mapping(spec["rules"], "rules")
+        module = _get(rules, "module", "rules")
+        # A bundle names code to run: only the package's own rule modules.
+        if not isinstance(module, str) or not module.startswith("idv."):
+            raise SchemaError("rules.module", f"must be a module of idv, got {module!r}")
+        _mapping(_get(rules, "options", "rules"), "rules.options")
+    if spec.get("localisation") is not None:
+        entry = _mapping(spec["localisation"], "localisation")
+        output = _get(entry, "output", "localisation")
+        if output not in outputs:
+            raise SchemaError("localisation.output", f"must name an output, got {output!r}")
 
 
 def _check_input(entry: Mapping[str, Any], key: str) -> None:

@@ -19,10 +19,15 @@ check digits (`idv.documents.mrz`). Per genuine document, forgeries of distinct 
 - `invalid_check_digit`: one MRZ check digit replaced;
 - `recapture`: the captured document shown on a screen or printed, then photographed again.
 
-The mask (`mask_path`, 255 = tampered) marks the pixels that changed (the whole document for a
-recapture); genuine documents have none (all-zero). Hard genuine cases (`hard_case`): worn
-(fading, scratches), strong glare, off-angle. The document camera: the document on a desk
-background, perspective, glare spot, blur, noise, JPEG; the mask goes through the same warp.
+The edits are digital forgeries of the genuine document's own capture (the camera's draws
+replayed: a forgery differs from its source only where it was edited; the edit pasted into
+the photo with the camera's blur and noise imitated in proportion to 1 - strength, see
+`document_camera`); a recapture shows that capture on a screen or print and photographs it
+again. The mask (`mask_path`, 255 = tampered) marks the pixels that changed (the whole
+document for a recapture); genuine documents have none. Hard cases (`hard_case`: worn, strong
+glare, off-angle) are drawn per genuine capture, so its forgeries share them. The document
+camera: the document on a desk, perspective, glare spot, blur, noise, JPEG; the mask goes
+through the same warp.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ from idv.data.synth.portrait import PORTRAIT_NUISANCE, earlier_capture
 from idv.data.synth.writer import build_corpus, identity_rng, pick
 from idv.documents.mrz import compose_td1, compose_td3
 from idv.documents.templates import (
+    COMPARED_FIELDS,
     FIELD_FONT,
+    FIELD_SIZE,
     MRZ_FONT,
     MRZ_PITCH_MM,
     NEAR_FONT,
@@ -107,10 +114,15 @@ def _sans_font_path(bold: bool) -> str:
     return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name)
 
 
-@functools.lru_cache(maxsize=32)
 def _background(name: str, ppm: float) -> np.ndarray:
+    return _security(name, ppm)[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _security(name: str, ppm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The template's security print, drawn once per process: a tinted paper, a rainbow-print
-    gradient, guilloche waves and a rosette (deterministic from the template name)."""
+    gradient, guilloche waves and a rosette (deterministic from the template name); returns
+    the printed background, the pattern's ink coverage (H, W) and its colour."""
     t = TEMPLATES[name]
     w, h = (round(v * ppm) for v in t.size_mm)
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -132,7 +144,21 @@ def _background(name: str, ppm: float) -> np.ndarray:
     alpha = np.clip(ink, 0, 1)[..., None] * 0.55
     # ICAO 9303's clear area: the MRZ band carries no dark background print.
     alpha[round((t.mrz_top_mm - 1.5) * ppm) :] *= 0.15
-    return (paper * (1 - alpha) + colour * alpha).astype(np.uint8)
+    background = (paper * (1 - alpha) + colour * alpha).astype(np.uint8)
+    return background, np.clip(ink, 0, 1).astype(np.float32), colour
+
+
+def overprint(
+    image: np.ndarray, box: tuple[int, int, int, int], t: Template, ppm: float, amount: float
+) -> np.ndarray:
+    """The security pattern printed over a box of the document (the portrait): genuine
+    documents carry it across the photo, a photo pasted later does not."""  # fmt: skip
+    _, ink, colour = _security(t.name, ppm)
+    x, y, w, h = box
+    a = ink[y : y + h, x : x + w, None] * np.float32(amount)
+    region = image[y : y + h, x : x + w].astype(np.float32)
+    image[y : y + h, x : x + w] = (region * (1 - a) + colour * a).astype(np.uint8)
+    return image
 
 
 def _px(box: Box, ppm: float) -> tuple[int, int, int, int]:
@@ -244,13 +270,18 @@ def _print_mrz(draw: ImageDraw.ImageDraw, t: Template, lines: list[str], ppm: fl
 
 def field_font(t: Template, name: str) -> tuple[str, float]:
     """The font of a visual-zone field and its size in units of the field box height."""
-    if name in ("document_number", "birth_date", "expiry_date"):
-        return str(FIELD_FONT), 1.25
+    if name in COMPARED_FIELDS:
+        return str(FIELD_FONT), FIELD_SIZE
     return _sans_font_path(bold=name == "surname"), 1.15
 
 
 def print_document(
-    t: Template, holder: Holder, portrait: np.ndarray, ppm: float, sample_id: str
+    t: Template,
+    holder: Holder,
+    portrait: np.ndarray,
+    ppm: float,
+    sample_id: str,
+    overprint_amount: float = 0.0,
 ) -> Printed:
     """Print a genuine document of template `t` (px per mm `ppm`)."""
     missing = [f for f in REQUIRED_FIELDS if f not in t.fields]
@@ -279,7 +310,8 @@ def print_document(
     image.paste(Image.fromarray(face), (px, py))
     lines = holder.mrz(t)
     boxes = _print_mrz(draw, t, lines, ppm)
-    return Printed(np.asarray(image).copy(), fields, (px, py, pw, ph), boxes, lines, visual)
+    pixels = overprint(np.asarray(image).copy(), (px, py, pw, ph), t, ppm, overprint_amount)
+    return Printed(pixels, fields, (px, py, pw, ph), boxes, lines, visual)
 
 
 def _portrait(identity: Identity, rng: np.random.Generator, size: int, drift: float):
@@ -306,11 +338,24 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(sigma, 0.3))
 
 
-def _substitute_portrait(doc: Printed, donor: np.ndarray, strength: float, rng, cfg) -> np.ndarray:
-    """Another face over the portrait, blended through a feathered box, its print tone off."""
+def _substitute_portrait(
+    doc: Printed, donor: np.ndarray, t: Template, ppm: float, strength: float, rng, cfg
+) -> tuple[np.ndarray, np.ndarray]:
+    """Another face over the portrait, blended through a feathered box, its print tone off;
+    the security overprint imitated by a careful forger (low strength), misregistered by a
+    few pixels, and missing from a crude one."""
     x, y, w, h = doc.portrait
     image = doc.image.astype(np.float32)
-    face = cv2.resize(donor, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    face = cv2.resize(donor, (w, h), interpolation=cv2.INTER_AREA)
+    imitation = np.zeros(doc.image.shape, np.uint8)
+    dx, dy = (
+        int(v) for v in rng.integers(-cfg["overprint_shift_px"], cfg["overprint_shift_px"] + 1, 2)
+    )
+    imitation[y : y + h, x : x + w] = face
+    amount = cfg["overprint"] * (1.0 - strength)
+    sx, sy = max(x + dx, 0), max(y + dy, 0)
+    face = overprint(imitation, (sx, sy, w, h), t, ppm, amount)[y : y + h, x : x + w]
+    face = face.astype(np.float32)
     tone = 1.0 + rng.uniform(-1, 1, 3) * cfg["tone_shift"] * strength
     face = np.clip(face * tone + rng.normal(0, 3, face.shape) * strength, 0, 255)
     inset = int(round(rng.uniform(0, 0.12) * min(w, h)))
@@ -400,7 +445,7 @@ def _mrz_inconsistency(doc: Printed, t: Template, holder: Holder, ppm, strength,
     if stale:  # the forger changed the field's characters only
         lines = _keep_checks(lines, doc.mrz, t.format)
     image, mask = _reprint_mrz(doc, t, lines, ppm, rng, strength, cfg)
-    return image, mask, {"edited_field": name, "stale_check": int(stale)}
+    return image, mask, {"edited_field": name, "stale_check": int(stale), "mrz": lines}
 
 
 def _keep_checks(new: list[str], old: list[str], fmt: str) -> list[str]:
@@ -443,16 +488,16 @@ def _reprint_mrz(doc: Printed, t: Template, lines: list[str], ppm, rng, strength
 
 
 def _invalid_check_digit(doc: Printed, t: Template, holder, ppm, strength, rng, cfg):
-    """One check digit replaced by another digit."""
-    line, pos = CHECK_POSITIONS[t.format][int(rng.integers(len(CHECK_POSITIONS[t.format])))]
+    """One printed check digit replaced by another digit (the filler check of an empty TD3
+    personal number is left alone: ICAO reads a 0 there as valid too)."""
+    positions = [(line, pos) for line, pos in CHECK_POSITIONS[t.format]
+                 if doc.mrz[line][pos].isdigit()]  # fmt: skip
+    line, pos = positions[int(rng.integers(len(positions)))]
     lines = list(doc.mrz)
-    old = lines[line][pos]
-    new = (
-        str((int(old) + int(rng.integers(1, 10))) % 10) if old.isdigit() else str(rng.integers(10))
-    )
+    new = str((int(lines[line][pos]) + int(rng.integers(1, 10))) % 10)
     lines[line] = lines[line][:pos] + new + lines[line][pos + 1 :]
     image, mask = _reprint_mrz(doc, t, lines, ppm, rng, strength, cfg)
-    return image, mask, {"edited_field": f"check_{line}_{pos}"}
+    return image, mask, {"edited_field": f"check_{line}_{pos}", "mrz": lines}
 
 
 def _copy_move(doc: Printed, t, holder, ppm, strength, rng, cfg):
@@ -479,68 +524,102 @@ def _copy_move(doc: Printed, t, holder, ppm, strength, rng, cfg):
 # ----------------------------------------------------------------------------------- camera
 
 
+@functools.lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """Unit Gaussian sensor noise, drawn once per process (fixed seed): each capture takes a
+    window at a random offset, so noise costs a slice, not a draw of every pixel."""
+    return np.random.default_rng(0).standard_normal((1024, 1024, 3), dtype=np.float32)
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    bank = _noise_bank()
+    h, w = shape[:2]
+    if h > bank.shape[0] or w > bank.shape[1]:
+        return rng.standard_normal(shape, dtype=np.float32)
+    y, x = int(rng.integers(0, bank.shape[0] - h + 1)), int(rng.integers(0, bank.shape[1] - w + 1))
+    return bank[y : y + h, x : x + w]
+
+
 def _background_desk(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A desk: one colour with a smooth texture (uint8)."""
     base = rng.uniform(40, 200, 3).astype(np.float32)
-    noise = cv2.GaussianBlur(
-        rng.normal(0, 1, (h // 8 + 1, w // 8 + 1)).astype(np.float32), (0, 0), 1
-    )
-    noise = cv2.resize(noise, (w, h))[..., None] * rng.uniform(5, 25)
-    return np.clip(base + noise, 0, 255)
+    small = rng.standard_normal((h // 8 + 1, w // 8 + 1), dtype=np.float32)
+    texture = cv2.GaussianBlur(small, (0, 0), 1) * np.float32(rng.uniform(5, 25))
+    small_desk = np.clip(base + texture[..., None], 0, 255).astype(np.uint8)
+    return cv2.resize(small_desk, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def document_camera(
     doc: np.ndarray,
-    mask: np.ndarray,
+    mask: np.ndarray | None,
     rng: np.random.Generator,
     cfg: Mapping[str, Any],
     hard: str = "none",
-) -> tuple[np.ndarray, np.ndarray]:
+    edited: np.ndarray | None = None,
+    match: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Photograph a printed document on a desk: perspective, glare, blur, noise; returns the
-    capture (before its JPEG, which `encode` adds) and the mask through the same warp."""
+    capture (before its JPEG, which the writer adds) and the mask through the same warp.
+
+    `edited` (the document with a forger's edit inside `mask`): a digital forgery of the
+    capture. The genuine `doc` is photographed and the edit is pasted into the photo, through
+    the same geometry and colour, with the camera's blur and noise imitated at `match` (a
+    careful forger, 1, makes them consistent; a crude one, 0, pastes a clean patch): the
+    inconsistency error-level and noise analyses look for."""
     h, w = doc.shape[:2]
     margin = cfg["margin"]
     cw, ch = round(w * (1 + 2 * margin)), round(h * (1 + 2 * margin))
     jitter = cfg["perspective"] * (cfg["off_angle_factor"] if hard == "off_angle" else 1.0)
-    ox, oy = w * margin, h * margin
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = (
-        src
-        + np.float32([ox, oy])
-        + rng.uniform(-1, 1, (4, 2)).astype(np.float32) * np.float32([w * jitter, h * jitter])
-    )
+    corners = rng.uniform(-1, 1, (4, 2)).astype(np.float32) * np.float32([w, h]) * jitter
+    dst = src + np.float32([w * margin, h * margin]) + corners
     angle = np.deg2rad(rng.uniform(-1, 1) * cfg["rotation_deg"])
     centre = dst.mean(axis=0)
     rot = np.float32([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     dst = (dst - centre) @ rot.T + centre
     homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
-    desk = _background_desk(rng, ch, cw)
-    warped = cv2.warpPerspective(
-        doc.astype(np.float32), homography, (cw, ch), flags=cv2.INTER_LINEAR
-    )
-    inside = cv2.warpPerspective(np.ones((h, w), np.float32), homography, (cw, ch))[..., None]
-    x = warped * inside + desk * (1 - inside)
+    # The document is warped straight onto the desk (pixels outside it keep the desk).
+    scene = _background_desk(rng, ch, cw)
+    cv2.warpPerspective(
+        doc, homography, (cw, ch), dst=scene, flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_TRANSPARENT,
+    )  # fmt: skip
+    x = scene.astype(np.float32)
     if hard == "worn":
-        x = _wear(x, inside[..., 0], rng, cfg["wear"])
+        inside = cv2.warpPerspective(np.ones((h, w), np.float32), homography, (cw, ch))
+        x = _wear(x, inside, rng, cfg["wear"])
     glare = cfg["glare"]
     if hard == "glare" or rng.random() < glare["probability"]:
         strength = glare["strong"] if hard == "glare" else rng.uniform(*glare["amount"])
         gy, gx = rng.uniform(0.1, 0.9) * ch, rng.uniform(0.1, 0.9) * cw
         radius = rng.uniform(*glare["radius"]) * min(ch, cw)
-        yy, xx = np.mgrid[0:ch, 0:cw]
-        spot = np.exp(-((yy - gy) ** 2 + (xx - gx) ** 2) / (2 * radius**2)).astype(np.float32)
-        x = x + spot[..., None] * strength * (255 - x)
-    x *= rng.uniform(*cfg["exposure"], size=3).astype(np.float32)
+        yy = ((np.arange(ch, dtype=np.float32) - gy) ** 2)[:, None]
+        xx = ((np.arange(cw, dtype=np.float32) - gx) ** 2)[None, :]
+        spot = np.exp(-(yy + xx) / np.float32(2 * radius**2)) * np.float32(strength)
+        x += spot[..., None] * (255 - x)
+    gain = rng.uniform(*cfg["exposure"], size=3).astype(np.float32)
     sigma = rng.uniform(*cfg["blur_sigma"])
+    noise = np.float32(rng.uniform(*cfg["noise_sigma"]))
+    x *= gain
     if sigma > 0.05:
         x = cv2.GaussianBlur(x, (0, 0), sigma)
-    x += rng.normal(0, rng.uniform(*cfg["noise_sigma"]), x.shape).astype(np.float32)
-    moved = cv2.warpPerspective(mask.astype(np.float32), homography, (cw, ch)) > 0.5
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8), moved
+    x += _noise(rng, x.shape) * noise
+    moved = None
+    if mask is not None:
+        moved = cv2.warpPerspective(mask.astype(np.uint8), homography, (cw, ch)) > 0
+    if edited is not None and moved is not None:
+        patch = cv2.warpPerspective(edited.astype(np.float32), homography, (cw, ch)) * gain
+        if sigma * match > 0.05:
+            patch = cv2.GaussianBlur(patch, (0, 0), sigma * match)
+        patch += _noise(rng, patch.shape) * noise * np.float32(match)
+        alpha = cv2.GaussianBlur(moved.astype(np.float32), (0, 0), 0.7)[..., None]
+        x = x * (1 - alpha) + patch * alpha
+    return np.clip(x, 0, 255, out=x).astype(np.uint8), moved
 
 
 def _wear(x: np.ndarray, inside: np.ndarray, rng: np.random.Generator, cfg) -> np.ndarray:
     """Fading and scratches of an old document (a hard genuine case)."""
-    fade = rng.uniform(*cfg["fade"])
+    fade = (np.float32(rng.uniform(*cfg["fade"])) * inside)[..., None]
     x = x * (1 - fade) + 200.0 * fade
     scratches = np.zeros(inside.shape, np.uint8)
     hgt, wid = inside.shape
@@ -621,8 +700,10 @@ def _render_identity(
 
     quality = cfg["camera"]["jpeg_quality"]
 
-    def write(sample_id: str, pixels: np.ndarray, mask: np.ndarray | None, row: dict) -> None:
-        data = _encode(pixels, int(rng.integers(quality[0], quality[1] + 1)))
+    def write(
+        sample_id: str, pixels: np.ndarray, mask: np.ndarray | None, row: dict, jpeg: int
+    ) -> None:
+        data = _encode(pixels, jpeg)
         (folder / f"{sample_id}.jpg").write_bytes(data)
         mask_rel = None
         if mask is not None:
@@ -637,19 +718,23 @@ def _render_identity(
         holder = _holder(rng, identity, issued)
         portrait = _portrait(identity, rng, int(cfg["portrait_size"]), float(cfg["portrait_drift"]))
         doc_id = f"{subject}_d{k:02d}"
-        printed = print_document(t, holder, portrait, ppm, doc_id)
+        printed = print_document(t, holder, portrait, ppm, doc_id, cfg["portrait_overprint"])
         hard = "none"
         if rng.random() < cfg["hard_share"]:
             hard = pick(rng, cfg["hard_cases"])
         shared = {"document_type": t.format, "template": t.name, "issuing_state": t.issuing_state,
                   "mrz": "\n".join(printed.mrz)}  # fmt: skip
-        pixels, _ = document_camera(
-            printed.image, np.zeros(printed.image.shape[:2]), rng, cfg["camera"], hard
-        )
+        # One photo of the genuine document: its forgeries are edits of this very capture
+        # (the camera's draws replayed), so a forgery differs from its source only where it
+        # was edited, and nothing else about the capture tells the label.
+        camera_seed = int(rng.integers(2**32))
+        jpeg = int(rng.integers(quality[0], quality[1] + 1))
+        camera = functools.partial(document_camera, cfg=cfg["camera"], hard=hard)
+        pixels, _ = camera(printed.image, None, np.random.default_rng(camera_seed))
         write(doc_id, pixels, None, {
             "label": 0, "attack_type": BONA_FIDE, "source_sample_id": None, "attack_strength": 0.0,
             "hard_case": hard, "edited_field": None, **shared,
-        })  # fmt: skip
+        }, jpeg)  # fmt: skip
         species_list = list(cfg["species"])
         chosen = (
             species_list
@@ -659,11 +744,12 @@ def _render_identity(
         for a, species in enumerate(chosen):
             strength = float(rng.uniform(*cfg["strength"]))
             extra: dict[str, Any] = {}
-            forged_mrz = printed.mrz
             if species == "portrait_substitution":
                 donor = _portrait(sample_identity(rng, f"{subject}_donor{k}{a}"), rng,
                                   int(cfg["portrait_size"]), 0.0)  # fmt: skip
-                image, mask = _substitute_portrait(printed, donor, strength, rng, forge["portrait"])
+                image, mask = _substitute_portrait(
+                    printed, donor, t, ppm, strength, rng, forge["portrait"]
+                )
             elif species == "recapture":
                 image, mask = printed.image, np.ones(printed.image.shape[:2], bool)
             elif species in FORGERS and FORGERS[species] is not None:
@@ -674,14 +760,20 @@ def _render_identity(
                 raise KeyError(
                     f"unknown document forgery species {species!r}; known: {list(FORGERS)}"
                 )
-            pixels, moved = document_camera(image, mask, rng, cfg["camera"])
-            if species == "recapture":
+            replay = np.random.default_rng(camera_seed)
+            if species == "recapture":  # a physical attack: the photo shown again, recaptured
+                pixels, moved = camera(image, mask, replay)
                 pixels = _recapture(pixels, strength, rng)
+            else:  # a digital edit of the genuine document's photo
+                pixels, moved = camera(
+                    printed.image, mask, replay, edited=image, match=1.0 - strength
+                )
             write(f"{doc_id}_f{a}", pixels, moved, {
                 "label": 1, "attack_type": species, "source_sample_id": doc_id,
-                "attack_strength": strength, "hard_case": "none",
-                "edited_field": extra.get("edited_field"), **shared, "mrz": "\n".join(forged_mrz),
-            })  # fmt: skip
+                "attack_strength": strength, "hard_case": hard,
+                "edited_field": extra.get("edited_field"), **shared,
+                "mrz": "\n".join(extra.get("mrz", printed.mrz)),
+            }, jpeg)  # fmt: skip
     return rows
 
 
