@@ -391,3 +391,56 @@ def test_balabit_session_bytes(edit) -> None:
         file = tmp / "session_1"
         file.write_bytes(corrupt(("\n".join(lines) + "\n").encode(), edit))
         outcome(lambda: read_session(file), file)
+
+
+DOCUMENT_ANNOTATION = {
+    "document_quad": [[0, 0], [100, 0], [100, 60], [0, 60]],
+    "fields": {
+        "number": {"quad": [[5, 5], [40, 5], [40, 12], [5, 12]], "value": "L898902C3"},
+        "mrz_line1": {"quad": [[2, 40], [98, 40], [98, 48], [2, 48]], "value": "P<UTOERIKSSON"},
+    },
+}
+
+
+@FUZZ
+@given(edit=BYTE_EDITS)
+def test_document_annotation_bytes(edit) -> None:
+    from idv.data.sources.id_documents import parse_generic
+
+    with scratch() as tmp:
+        file = tmp / "card_01.json"
+        file.write_bytes(corrupt(json.dumps(DOCUMENT_ANNOTATION).encode(), edit))
+        outcome(lambda: parse_generic(file), file)
+
+
+@FUZZ
+@given(pick=st.integers(0, 10), value=ODD_VALUES)
+def test_document_annotation_keys(pick, value) -> None:
+    from idv.data.sources.id_documents import parse_generic
+
+    data = json.loads(json.dumps(DOCUMENT_ANNOTATION))
+    targets = [(data, "document_quad"), (data, "fields"),
+               *[(f, k) for f in data["fields"].values() for k in ("quad", "value")]]  # fmt: skip
+    parent, key = targets[pick % len(targets)]
+    parent[key] = value
+    with scratch() as tmp:
+        file = tmp / "card_02.json"
+        file.write_text(json.dumps(data))
+        outcome(lambda: parse_generic(file), file)
+
+
+@FUZZ
+@given(edit=BYTE_EDITS)
+def test_mrz_text(edit) -> None:
+    """An MRZ as OCR hands it over: parsed, or an MRZError naming line / position / shape."""
+    from idv.documents.mrz import MRZError, parse_mrz
+
+    text = (
+        "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\n"
+        "L898902C36UTO7408122F1204159ZE184226B<<<<<10"
+    )
+    data = corrupt(text.encode(), edit).decode("latin-1")
+    try:
+        parse_mrz(data)
+    except MRZError as err:
+        assert any(w in str(err) for w in ("line", "position", "MRZ", "character")), str(err)

@@ -149,7 +149,12 @@ def export_bundle(
     data = run_config.get("data") or {}
     dataset = instantiate(data.get("dataset") or IMPLICIT_DATASET, _convert_="all")
     held = held_out_items(
-        frames, corpus.root, options.min_samples, dataset, augment, data.get("species") or [],
+        frames,
+        corpus.root,
+        options.min_samples,
+        dataset,
+        augment,
+        data.get("species") or [],
         options.max_samples,
     )
     # The training run's own minimum (data.min_image_side) unless the export overrides it.
