@@ -435,10 +435,11 @@ def test_mrz_text(edit) -> None:
     """An MRZ as OCR hands it over: parsed, or an MRZError naming line / position / shape."""
     from idv.documents.mrz import MRZError, parse_mrz
 
-    text = (
-        "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\n"
-        "L898902C36UTO7408122F1204159ZE184226B<<<<<10"
-    )
+    lines = [
+        "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+        "L898902C36UTO7408122F1204159ZE184226B<<<<<10",
+    ]
+    text = "\n".join(lines)
     data = corrupt(text.encode(), edit).decode("latin-1")
     try:
         parse_mrz(data)
