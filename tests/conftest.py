@@ -116,8 +116,9 @@ def fast_run(tiny_pad_root: Path, tmp_path_factory):
     return fit(compose("train", train_overrides(tiny_pad_root), out))
 
 
-# The tiny corpus holds 72 test + 72 calib samples: 100 draws all of test, then calib; batches
-# of 20 end with a ragged one (144 = 7 x 20 + 4), another batch size for the dynamic axis.
+# The tiny corpus holds 72 test + 72 calib samples: parity draws all of test, then calib up to
+# conf/export.yaml's max_samples (128); batches of 20 end with a ragged one (128 = 6 x 20 + 8),
+# another batch size for the dynamic axis.
 PARITY = ["parity.min_samples=100", "parity.batch_size=20"]
 
 
@@ -174,3 +175,41 @@ def held_out_files(run_config) -> list[str]:
     frame = pd.read_parquet(manifest)
     rows = frame[frame["split"].isin(["test", "calib"])]
     return [str(manifest.parent / p) for p in rows["path"]]
+
+
+def fast_bundle(
+    root: Path,
+    base: Path,
+    task: str,
+    calibrate: list[str],
+    export: list[str],
+    *,
+    pool_val: bool = False,
+) -> dict[str, Path]:
+    """debug=fast training of `task` on the tiny corpora under `root`, evaluated, calibrated
+    (`calibrate` overrides; `pool_val`: the val rows pooled into calib, for a tiny calib split
+    that resolves no target) and exported (`export` overrides) into `base`/bundle."""
+    from idv.calibration.thresholds import calibrate as calibrate_tables
+    from idv.cli.evaluate import run as evaluate
+    from idv.export.bundle import export as export_bundle
+    from idv.tasks.fit import fit
+
+    data = [f"paths.data_dir={root}/data", f"task={task}"]
+    run = fit(compose("train", ["debug=fast", *data, "callbacks.progress.interactive=false"],
+                      base / "train"))  # fmt: skip
+    ckpt = run.best_checkpoint
+    ev = base / "evaluate"
+    evaluate(compose("evaluate", ["debug=fast", *data, f"ckpt_path={ckpt}"], ev))
+    scores = ev / "tables/scores.parquet"
+    if pool_val:
+        table = pd.read_parquet(scores)
+        table.loc[table["split"] == "val", "split"] = "calib"
+        scores = base / "pooled.parquet"
+        table.to_parquet(scores, index=False)
+    calibrate_tables(compose("calibrate", [f"task={task}", f"scores={scores}", *calibrate],
+                             base / "calibrate"))  # fmt: skip
+    export_bundle(compose("export", [f"ckpt_path={ckpt}",
+                                     f"thresholds={base / 'calibrate' / 'thresholds.json'}",
+                                     f"evaluation_dir={ev}", f"bundle_dir={base / 'bundle'}",
+                                     *export], base / "run"))  # fmt: skip
+    return {"dir": base / "bundle", "evaluate": ev}

@@ -20,7 +20,7 @@ from idv.sessions.device import DEVICE_COLUMNS, device_sessions
 from idv.sessions.events import EventError, check_events, events_of_rows
 from idv.sessions.features import FEATURES, StreamingFeatures, event_features
 from idv.sessions.statistics import STATISTICS, session_statistics
-from tests.conftest import compose
+from tests.conftest import compose, fast_bundle
 
 SPECIES = ["bona_fide", "scripted", "replay", "humanised", "device_farm"]
 DEVICE = list(DEVICE_COLUMNS)
@@ -208,32 +208,16 @@ def test_handcrafted_baseline_separates_the_tiny_corpus(sessions_root) -> None:
 def behavior_bundle(tiny_root: Path, tmp_path_factory):
     """debug=fast behaviour training on the tiny corpus, evaluated, calibrated (val pooled
     into calib, a loose target), exported with its streaming step."""
-    from idv.calibration.thresholds import calibrate
-    from idv.cli.evaluate import run as evaluate
-    from idv.export.bundle import export
-    from idv.tasks.fit import fit
-
-    base = tmp_path_factory.mktemp("behavior")
-    data = [f"paths.data_dir={tiny_root}/data", "task=behavior"]
-    run = fit(compose("train", ["debug=fast", *data, "callbacks.progress.interactive=false"],
-                      base / "train"))  # fmt: skip
-    ckpt = run.best_checkpoint
-    ev = base / "evaluate"
-    evaluate(compose("evaluate", ["debug=fast", *data, f"ckpt_path={ckpt}"], ev))
-    table = pd.read_parquet(ev / "tables/scores.parquet")
-    table.loc[table["split"] == "val", "split"] = "calib"
-    table.to_parquet(base / "pooled.parquet", index=False)
-    calibrate(compose("calibrate", ["task=behavior", f"scores={base / 'pooled.parquet'}",
-                                    "targets=[0.6]", "min_subjects=2", "bootstrap.n_resamples=50"],
-                      base / "calibrate"))  # fmt: skip
-    export(compose("export", [f"ckpt_path={ckpt}",
-                              f"thresholds={base / 'calibrate' / 'thresholds.json'}",
-                              f"evaluation_dir={ev}", f"bundle_dir={base / 'bundle'}",
-                              "parity.min_samples=64", "parity.batch_size=20",
-                              "parity.stream_sessions=6"], base / "run"))  # fmt: skip
+    made = fast_bundle(
+        tiny_root, tmp_path_factory.mktemp("behavior"), "behavior",
+        ["targets=[0.6]", "min_subjects=2", "bootstrap.n_resamples=50"],
+        ["parity.min_samples=64", "parity.batch_size=20", "parity.stream_sessions=6"],
+        pool_val=True,
+    )  # fmt: skip
     events = pd.read_parquet(tiny_root / "data/sessions/tiny/events.parquet")
     manifest = pd.read_parquet(tiny_root / "data/sessions/tiny/manifest.parquet")
-    return {"dir": base / "bundle", "events": events, "manifest": manifest, "scores": table}
+    table = pd.read_parquet(made["evaluate"] / "tables/scores.parquet")
+    return {"dir": made["dir"], "events": events, "manifest": manifest, "scores": table}
 
 
 def _session_of(bundle_fixture, sample_id: str) -> tuple[dict, dict]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose
 from PIL import Image
 
 from idv.data.datasets import ImageDataset
@@ -24,6 +23,7 @@ from idv.errors import IdvError
 from idv.imaging import read_image
 from idv.metrics.localisation import localisation_outputs, localisation_report, per_item
 from idv.models.document_baseline import HandcraftedDocument, document_features
+from tests.conftest import compose, fast_bundle
 
 
 @pytest.fixture(scope="module")
@@ -235,27 +235,11 @@ def test_handcrafted_baseline_features(documents) -> None:
 @pytest.fixture(scope="module")
 def document_bundle(tiny_root: Path, tmp_path_factory):
     """debug=fast document training on the tiny corpus, evaluated, calibrated, exported."""
-    from idv.calibration.thresholds import calibrate
-    from idv.cli.evaluate import run as evaluate
-    from idv.export.bundle import export
-    from idv.tasks.fit import fit
-
-    base = tmp_path_factory.mktemp("document")
-    data = [f"paths.data_dir={tiny_root}/data", "task=document"]
-    run = fit(compose("train", ["debug=fast", *data, "callbacks.progress.interactive=false"],
-                      base / "train"))  # fmt: skip
-    ckpt = run.best_checkpoint
-    ev = base / "evaluate"
-    evaluate(compose("evaluate", ["debug=fast", *data, f"ckpt_path={ckpt}"], ev))
-    calibrate(compose("calibrate", ["task=document", f"scores={ev / 'tables/scores.parquet'}",
-                                    "targets=[0.5]", "min_subjects=3", "bootstrap.n_resamples=50"],
-                      base / "calibrate"))  # fmt: skip
-    export(compose("export", [f"ckpt_path={ckpt}",
-                              f"thresholds={base / 'calibrate' / 'thresholds.json'}",
-                              f"evaluation_dir={ev}", f"bundle_dir={base / 'bundle'}",
-                              "parity.min_samples=16", "parity.batch_size=8"],
-                   base / "run"))  # fmt: skip
-    return {"dir": base / "bundle", "evaluate": ev}
+    return fast_bundle(
+        tiny_root, tmp_path_factory.mktemp("document"), "document",
+        ["targets=[0.5]", "min_subjects=3", "bootstrap.n_resamples=50"],
+        ["parity.min_samples=16", "parity.batch_size=8"],
+    )  # fmt: skip
 
 
 def test_evaluation_reports_model_rules_and_localisation(document_bundle) -> None:
