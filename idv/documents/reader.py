@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from idv.documents.mrz import LAYOUTS, Layout, MRZError, MrzRecord, parse_mrz
+from idv.documents.mrz import LAYOUTS, Layout, MRZError, MrzRecord, parse_mrz, tolerances_for
 from idv.documents.templates import (
     FIELD_FONT,
     FIELD_SIZE,
@@ -33,6 +33,7 @@ from idv.documents.templates import (
     MRZ_FONT,
     MRZ_PITCH_MM,
     MRZ_SHAPE,
+    TEMPLATES,
     Template,
     TemplateError,
     template_for,
@@ -74,6 +75,12 @@ class Reading:
     record: MrzRecord
     visual: dict[str, tuple[str, float]] = field(default_factory=dict)
     repaired: int = 0
+    # Where the MRZ was found, for placing the visual-zone boxes: its line boxes (y0, y1, x0,
+    # x1), mean pitch and first-cell left edge, in the deskewed grey image `upright`.
+    lines_found: list[tuple[int, int, int, int]] = field(default_factory=list)
+    pitch: float = 0.0
+    left: float = 0.0
+    upright: np.ndarray | None = None
 
 
 def _charset(layout: Layout) -> list[list[str]]:
@@ -237,6 +244,23 @@ def _fit_grid(found: np.ndarray, cells, start: float, pitch: float) -> tuple[flo
     return float(coef[1]), float(coef[0])
 
 
+def _read_fitted(
+    gray: np.ndarray,
+    band: tuple[int, int],
+    start: float,
+    pitch: float,
+    glyphs: np.ndarray,
+    charset: list[str],
+    opts: ReaderOptions,
+) -> tuple[list[list[tuple[str, float]]], float, float]:
+    """A fixed-pitch line read twice: widely around the estimated cells, then on the grid
+    fitted to where the confident ones matched; returns the cells and that grid."""
+    cells, found = _read_line(gray, band, start, pitch, glyphs, charset, 2 * opts.shift_px)
+    start, pitch = _fit_grid(found, cells, start, pitch)
+    cells, _ = _read_line(gray, band, start, pitch, glyphs, charset, opts.shift_px)
+    return cells, start, pitch
+
+
 def read_mrz(image: np.ndarray, opts: ReaderOptions | None = None, name: str = "image") -> Reading:
     """Read the MRZ of an RGB uint8 capture (`name` for errors); the visual zone follows in
     `read_document`."""
@@ -269,14 +293,13 @@ def read_mrz(image: np.ndarray, opts: ReaderOptions | None = None, name: str = "
     glyphs = _glyphs(str(MRZ_FONT), em, ALPHABET)
     for i, (y0, y1, x0, x1) in enumerate(lines):
         # The ink runs from the first glyph's left edge to the last one's right edge: n - 1
-        # pitches plus about GLYPH_INK of one. A second pass uses the ink extents of the
-        # first and last characters read.
+        # pitches plus about GLYPH_INK of one. A second pass reads on the grid fitted to
+        # where the first pass's confident cells matched.
         pitch = (x1 - x0) / (n - 1 + GLYPH_INK)
         start = (x0 + x1) / 2 - n * pitch / 2
-        band, wide = (y0, y1), 2 * opts.shift_px
-        line_cells, found = _read_line(upright, band, start, pitch, glyphs, charsets[i], wide)
-        start, pitch = _fit_grid(found, line_cells, start, pitch)
-        line_cells, _ = _read_line(upright, band, start, pitch, glyphs, charsets[i], opts.shift_px)
+        line_cells, start, pitch = _read_fitted(
+            upright, (y0, y1), start, pitch, glyphs, charsets[i], opts
+        )
         cells.append(line_cells)
         pitches.append(pitch)
         starts.append(start)
@@ -285,20 +308,16 @@ def read_mrz(image: np.ndarray, opts: ReaderOptions | None = None, name: str = "
         np.array([c[0][1] - (c[1][1] if len(c) > 1 else -1.0) for c in line]) for line in cells
     ]
     record, repaired = _parse_with_repair(text, cells, margins, opts, name)
-    reading = Reading(
-        text if not repaired else list(record.lines), margins, record, repaired=repaired
-    )
-    reading.geometry = (lines, float(np.mean(pitches)), float(np.mean(starts)))  # type: ignore[attr-defined]
-    reading.upright = upright  # type: ignore[attr-defined]
-    return reading
+    return Reading(
+        text if not repaired else list(record.lines), margins, record, repaired=repaired,
+        lines_found=lines, pitch=float(np.mean(pitches)), left=float(np.mean(starts)),
+        upright=upright,
+    )  # fmt: skip
 
 
 def _pitch_em(fmt: str) -> float:
-    """The MRZ pitch in font sizes, as the corpus prints it (cap height ~0.72 em)."""
-    from idv.documents.templates import TEMPLATES
-
-    height = next(t.mrz_height_mm for t in TEMPLATES.values() if t.format == fmt)
-    return MRZ_PITCH_MM / (height / 0.72)
+    """The MRZ pitch in font sizes of a format's templates (one MRZ height per format)."""
+    return next(t.mrz_pitch_em for t in TEMPLATES.values() if t.format == fmt)
 
 
 def _bottom_block(lines: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -317,7 +336,9 @@ def _bottom_block(lines: list[tuple[int, int, int, int]]) -> list[tuple[int, int
 
 def _parse_with_repair(text, cells, margins, opts: ReaderOptions, name: str):
     try:
-        record = parse_mrz(text)
+        # The checks under the tolerances of the issuer the MRZ names (idv.documents.mrz).
+        tolerances = tolerances_for(parse_mrz(text).issuing_state)
+        record = parse_mrz(text, tolerances)
     except MRZError as err:
         raise MrzReadError(
             f"{name}: the MRZ read ({' / '.join(text)}) does not parse: {err}"
@@ -332,7 +353,7 @@ def _parse_with_repair(text, cells, margins, opts: ReaderOptions, name: str):
         trial = list(text)
         trial[i] = trial[i][:j] + cells[i][j][1][0] + trial[i][j + 1 :]
         try:
-            candidate = parse_mrz(trial)
+            candidate = parse_mrz(trial, tolerances)
         except MRZError:
             continue
         if candidate.valid:
@@ -359,10 +380,9 @@ def _read_visual(
 ) -> dict[str, tuple[str, float]]:
     """The compared fields at the template's boxes, placed through the MRZ geometry: field ->
     (text, the smallest NCC margin of its characters)."""
-    lines, pitch, x_left = reading.geometry  # type: ignore[attr-defined]
-    upright = reading.upright  # type: ignore[attr-defined]
-    ppm = pitch / MRZ_PITCH_MM
-    y_top = lines[0][0]
+    upright, x_left = reading.upright, reading.left
+    ppm = reading.pitch / MRZ_PITCH_MM
+    y_top = reading.lines_found[0][0]
     date = [DIGITS, DIGITS, "", DIGITS, DIGITS, "", DIGITS, DIGITS, DIGITS, DIGITS]
     charsets = {
         # Each character's class (letter or digit) as the MRZ has it: OCR's O / 0, S / 5
@@ -397,11 +417,7 @@ def _read_visual(
             continue
         start = float(near[0]) - (1 - GLYPH_INK) / 2 * char_pitch  # the first cell's left
         wide = [c or ALPHABET for c in charset]
-        cells, found = _read_line(
-            region, (ry0, ry1), start, char_pitch, glyphs, wide, 2 * opts.shift_px
-        )
-        start, char_pitch = _fit_grid(found, cells, start, char_pitch)
-        cells, _ = _read_line(region, (ry0, ry1), start, char_pitch, glyphs, wide, opts.shift_px)
+        cells, _, _ = _read_fitted(region, (ry0, ry1), start, char_pitch, glyphs, wide, opts)
         kept = [c for c, allowed in zip(cells, charset, strict=True) if allowed]
         text = "".join(
             c[0][0] if allowed else "." for c, allowed in zip(cells, charset, strict=True)

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from idv.documents.mrz import LAYOUTS, MrzRecord, parse_mrz, tolerances_for
+from idv.documents.mrz import LAYOUTS, MrzRecord
 from idv.documents.reader import MrzReadError, ReaderOptions, Reading, read_document
+from idv.imaging import read_image
 
 FUSION_RULES = ("noisy_or", "max", "model", "rules")
 
@@ -122,7 +123,7 @@ def check_document(image: np.ndarray, options: RuleOptions | None = None, name: 
         reading = read_document(image, options.reader, name)
     except MrzReadError as err:
         return RuleResult("unreadable", (str(err),))
-    record = parse_mrz(list(reading.record.lines), tolerances_for(reading.record.issuing_state))
+    record = reading.record  # parsed under its issuer's tolerances by the reader
     sure = [
         c for c in record.invalid_checks if _check_margin(reading, c) >= options.min_check_margin
     ]
@@ -161,8 +162,6 @@ STATUS_COLUMNS = ("fail", "unsure", "unreadable")
 def rule_columns(images, options: RuleOptions, names=None) -> dict[str, np.ndarray]:
     """Per image (a path or an RGB uint8 array): the rule `risk` and one 0/1 column per
     non-passing status; a score table keeps them as `output/rules_*`."""
-    from idv.imaging import read_image
-
     images = list(images)
     names = list(names) if names is not None else [str(i) for i in range(len(images))]
     out = {"risk": np.zeros(len(images))} | {s: np.zeros(len(images)) for s in STATUS_COLUMNS}

@@ -21,6 +21,7 @@ FIELD_FONT = FONT_DIR / "DejaVuSansMono.ttf"  # the visual-zone fields a reader 
 NEAR_FONT = FONT_DIR / "DejaVuSansMono-Bold.ttf"  # a forger's near font
 
 MRZ_PITCH_MM = 2.54  # ICAO 9303: 10 characters per inch
+OCRB_CAP_EM = 0.72  # OCR-B's cap height, in font sizes: an MRZ is printed at height / this
 SIZES_MM = {"td1": (85.6, 54.0), "td3": (125.0, 88.0)}
 MRZ_SHAPE = {"td1": (3, 30), "td3": (2, 44)}  # lines, characters per line
 # Compared fields: visual-zone fields printed in the field font with a known length, which the
@@ -69,6 +70,11 @@ class Template:
     @property
     def mrz_shape(self) -> tuple[int, int]:
         return MRZ_SHAPE[self.format]
+
+    @property
+    def mrz_pitch_em(self) -> float:
+        """The MRZ pitch in font sizes (what the printer uses and the reader's glyphs need)."""
+        return MRZ_PITCH_MM * OCRB_CAP_EM / self.mrz_height_mm
 
 
 def _td1(state: str, country: str, geography: str, hue: float, date_format: str, shift: float):

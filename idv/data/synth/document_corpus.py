@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -69,14 +68,6 @@ from idv.documents.templates import (
 )
 
 DOCUMENT_STRATA = ("label", "attack_type")
-FORGERIES = (
-    "portrait_substitution",
-    "text_edit",
-    "copy_move",
-    "mrz_inconsistency",
-    "invalid_check_digit",
-    "recapture",
-)
 REQUIRED_FIELDS = (
     "surname", "given_names", "document_number", "birth_date", "expiry_date", "sex",
     "nationality",
@@ -248,19 +239,34 @@ class Printed:
     visual: dict[str, str]
 
 
+def _mrz_font(t: Template, ppm: float) -> ImageFont.FreeTypeFont:
+    return _font(str(MRZ_FONT), round(MRZ_PITCH_MM * ppm / t.mrz_pitch_em))
+
+
+def _mrz_glyph(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.FreeTypeFont,
+    ch: str,
+    cell_x: float,
+    top: float,
+    pitch: float,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """One MRZ character centred in its ICAO cell, its cap top at `top` (+ a forger's shift)."""
+    cap_top = font.getbbox("0")[1]
+    x = cell_x + (pitch - font.getlength(ch)) / 2 + shift[0]
+    draw.text((x, top - cap_top + shift[1]), ch, font=font, fill=(18, 18, 22))
+
+
 def _print_mrz(draw: ImageDraw.ImageDraw, t: Template, lines: list[str], ppm: float):
     """The MRZ in OCR-B at the ICAO pitch; returns each line's box."""
-    size = round(t.mrz_height_mm * ppm / 0.72)  # OCR-B cap height is ~0.72 em
-    font = _font(str(MRZ_FONT), size)
+    font = _mrz_font(t, ppm)
     pitch = MRZ_PITCH_MM * ppm
     boxes = []
     for i, line in enumerate(lines):
         top = (t.mrz_top_mm + i * t.mrz_line_mm) * ppm
         for j, ch in enumerate(line):
-            x0 = (t.mrz_left_mm + 0.0) * ppm + j * pitch
-            cx = x0 + (pitch - font.getlength(ch)) / 2  # each glyph centred in its cell
-            left, cap_top, _, _ = font.getbbox("0")
-            draw.text((cx, top - cap_top), ch, font=font, fill=(18, 18, 22))
+            _mrz_glyph(draw, font, ch, t.mrz_left_mm * ppm + j * pitch, top, pitch)
         boxes.append(
             (round(t.mrz_left_mm * ppm), round(top), round(len(line) * pitch),
              round(t.mrz_height_mm * ppm))
@@ -461,9 +467,8 @@ def _reprint_mrz(doc: Printed, t: Template, lines: list[str], ppm, rng, strength
     image = doc.image.copy()
     mask = np.zeros(image.shape[:2], bool)
     pitch = MRZ_PITCH_MM * ppm
-    size = round(t.mrz_height_mm * ppm / 0.72)
-    font = _font(str(MRZ_FONT), size)
-    shift = rng.uniform(-1, 1, 2) * cfg["max_shift_px"] * strength
+    font = _mrz_font(t, ppm)
+    shift = tuple(rng.uniform(-1, 1, 2) * cfg["max_shift_px"] * strength)
     for i, (new, old) in enumerate(zip(lines, doc.mrz, strict=True)):
         x0, top, _, h = doc.mrz_lines[i]
         for j, (a, b) in enumerate(zip(new, old, strict=True)):
@@ -473,10 +478,7 @@ def _reprint_mrz(doc: Printed, t: Template, lines: list[str], ppm, rng, strength
             y0, y1 = max(top - 2, 0), top + h + 2
             image[y0:y1, cx0:cx1] = cv2.medianBlur(image[y0:y1, cx0:cx1], 5)
             canvas = Image.fromarray(image)
-            left, cap_top, _, _ = font.getbbox("0")
-            cx = cx0 + (pitch - font.getlength(a)) / 2 + shift[0]
-            ImageDraw.Draw(canvas).text((cx, top - cap_top + shift[1]), a, font=font,
-                                        fill=(18, 18, 22))  # fmt: skip
+            _mrz_glyph(ImageDraw.Draw(canvas), font, a, cx0, top, pitch, shift)
             image = np.asarray(canvas).copy()
             mask[y0:y1, cx0:cx1] = True
     ys, xs = np.nonzero(mask)
@@ -802,8 +804,3 @@ def generate_document_corpus(
         fn, identities, out, seed=seed, workers=workers, fractions=cfg["faces"]["split_fractions"],
         stratify=DOCUMENT_STRATA, split_of=split_of,
     )  # fmt: skip
-
-
-def describe(frame: pd.DataFrame) -> str:
-    """A one-line JSON of species counts (for logs)."""
-    return json.dumps(frame["attack_type"].value_counts().to_dict(), sort_keys=True)
