@@ -83,7 +83,10 @@ def tiny_root(tmp_path_factory) -> Path:
     corpora = sorted({yaml.safe_load((Path(CONF_DIR) / f"task/{t}.yaml").read_text())["corpus"]
                       for t in TASKS})  # fmt: skip
     root = tmp_path_factory.mktemp("tiny_root")
-    run(compose("synth", ["profile=tiny", f"corpora=[{','.join(corpora)}]"], root))
+    # The graph's face clusters from its fixed table: a fixture never reads a checkout's
+    # outputs/ (the end-to-end test runs the face_match bundle path).
+    run(compose("synth", ["profile=tiny", f"corpora=[{','.join(corpora)}]",
+                          "graph.faces.source=table"], root))  # fmt: skip
     return root
 
 

@@ -139,6 +139,7 @@ TOP_LEVEL = {  # entry point -> the mandatory values a user passes on the comman
     "import_faces": ["src=photos"],
     "import_clips": ["src=videos"],
     "import_documents": ["source=documents"],
+    "import_graph": ["source=elliptic"],
 }
 # Plain YAML read by scripts: pipeline_budget.py, check_licences.py.
 NOT_ENTRY_POINTS = {"pipeline_budget", "licences"}

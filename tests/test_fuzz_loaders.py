@@ -393,6 +393,54 @@ def test_balabit_session_bytes(edit) -> None:
         outcome(lambda: read_session(file), file)
 
 
+@pytest.fixture(scope="module")
+def graph_corpus(tmp_path_factory) -> Path:
+    from idv.cli.synth import run
+    from tests.conftest import compose
+
+    root = tmp_path_factory.mktemp("fuzz_graph")
+    overrides = ["profile=tiny", "corpora=[graph]", "graph.sizes.tiny.accounts=120",
+                 "graph.faces.source=table"]  # fmt: skip
+    return run(compose("synth", overrides, root))["graph"].parent
+
+
+def _graph_tables(root: Path) -> Any:
+    from idv.data.graph_tables import read_graph_tables
+
+    return read_graph_tables(root, pd.read_parquet(root / "manifest.parquet"))
+
+
+@FUZZ
+@given(edit=BYTE_EDITS, name=st.sampled_from(["accounts.parquet", "links.parquet"]))
+def test_graph_table_bytes(graph_corpus: Path, edit, name) -> None:
+    with scratch() as tmp:
+        shutil.copytree(graph_corpus, tmp / "c")
+        file = tmp / "c" / name
+        file.write_bytes(corrupt(file.read_bytes(), edit))
+        outcome(lambda: _graph_tables(tmp / "c"), file)
+
+
+@FUZZ
+@given(row=st.integers(0, 10_000), column=st.sampled_from(
+    ["account_id", "node_type", "node_key", "created_at"]), value=ODD_VALUES,
+    name=st.sampled_from(["accounts.parquet", "links.parquet"]))  # fmt: skip
+def test_graph_table_cells(graph_corpus: Path, row, column, value, name) -> None:
+    with scratch() as tmp:
+        shutil.copytree(graph_corpus, tmp / "c")
+        file = tmp / "c" / name
+        frame = pd.read_parquet(file)
+        column = column if column in frame.columns else "f_claimed_age"
+        row = row % len(frame)
+        changed = _cell(frame, row, column, value)
+        changed.to_parquet(file, index=False)
+        # A changed account table can break a link's or a manifest row's reference: some row
+        # is named, that of the table the reference fails in.
+        where = (f"row {row}", column) if name == "links.parquet" else ("row ",)
+        loaded = outcome(lambda: _graph_tables(tmp / "c"), file, *where)
+    if loaded is not None:  # accepted: the changed value was a valid one
+        assert loaded.accounts["account_id"].notna().all()
+
+
 DOCUMENT_ANNOTATION = {
     "document_quad": [[0, 0], [100, 0], [100, 60], [0, 60]],
     "fields": {

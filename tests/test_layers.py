@@ -49,9 +49,19 @@ RULES = [
         + modules("idv.faces")
         + modules("idv.sessions")
         + modules("idv.documents")
+        + modules("idv.graphs")
         + ["idv.thresholds", "idv.kinds", "idv.imaging", "idv.atomic", "idv.capture_metadata"]
         + ["idv.errors"],
-        [*TRAINING, "torch", "pandas", "idv.tasks", "idv.data", "idv.models", "idv.export"],
+        [
+            *TRAINING,
+            "torch",
+            "torch_geometric",
+            "pandas",
+            "idv.tasks",
+            "idv.data",
+            "idv.models",
+            "idv.export",
+        ],
     ),
     (
         "models: plain nn.Modules, no Lightning",

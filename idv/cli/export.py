@@ -19,6 +19,10 @@ def main(cfg: DictConfig) -> None:
 
     result = export(cfg)
     parity = result.parity
+    if "preprocess" not in parity:  # a bundle with its own gate (a graph's): its figures
+        Console().print_json(data=parity)
+        Console().print(f"bundle {result.bundle_dir}: files {', '.join(sorted(result.files))}")
+        return
     table = Table(
         title=f"bundle {result.bundle_dir}: parity on {parity['samples']} samples, batch sizes "
         f"{parity['batch_sizes']} (tolerance {parity['tolerance']:g})"

@@ -24,6 +24,7 @@ GENERATORS = {
     "deepfakes": "idv.data.synth.deepfake_corpus:generate_deepfake_corpus",
     "sessions": "idv.data.synth.session_corpus:generate_session_corpus",
     "documents": "idv.data.synth.document_corpus:generate_document_corpus",
+    "graph": "idv.data.synth.graph_corpus:generate_graph_corpus",
 }
 
 

@@ -171,7 +171,8 @@ class IDVDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate,
+            # A modality whose items are already batches (a graph) brings its own collate.
+            collate_fn=getattr(dataset, "collate", collate),
             # Its own generator, so creating an iterator never draws from torch's global RNG
             # (which would shift dropout masks between an uninterrupted and a resumed run).
             generator=torch.Generator().manual_seed(self.seed),

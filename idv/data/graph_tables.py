@@ -78,7 +78,9 @@ def feature_columns(accounts: pd.DataFrame) -> list[str]:
     return [c for c in accounts.columns if str(c).startswith(FEATURE_PREFIX)]
 
 
-def write_graph_tables(accounts: pd.DataFrame, links: pd.DataFrame, root: str | os.PathLike) -> None:
+def write_graph_tables(
+    accounts: pd.DataFrame, links: pd.DataFrame, root: str | os.PathLike
+) -> None:
     """Write the node and link tables (atomically each), after the checks the reader makes."""
     root = Path(root)
     check_graph_tables(accounts, links, root / ACCOUNTS_NAME, root / LINKS_NAME)
@@ -94,12 +96,22 @@ def read_graph_tables(root: str | os.PathLike, manifest: pd.DataFrame | None = N
     for file in files.values():
         if not file.is_file():
             raise FileNotFoundError(f"graph corpus {root}: no {file.name}")
-    accounts = pd.read_parquet(files[ACCOUNTS_NAME])
-    links = pd.read_parquet(files[LINKS_NAME])
+    accounts, links = _read(files[ACCOUNTS_NAME]), _read(files[LINKS_NAME])
     check_graph_tables(accounts, links, files[ACCOUNTS_NAME], files[LINKS_NAME])
     if manifest is not None:
         check_manifest_accounts(manifest, accounts, root / MANIFEST_NAME)
     return GraphTables(accounts, links, root)
+
+
+def _read(file: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(file)
+    except (ImportError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - pyarrow's many errors: the file is at fault
+        raise GraphTableError(
+            f"{file}: not a readable Parquet table ({type(err).__name__}: {err})"
+        ) from err
 
 
 def check_graph_tables(
@@ -125,15 +137,19 @@ def check_graph_tables(
         i = int(np.flatnonzero(~known)[0])
         raise GraphTableError(
             f"{links_file}: row {i}: account_id {link_account.iloc[i]!r} is not in "
-            f"{accounts_file.name} ({int((~known).sum())} links to unknown accounts)"
+            f"{accounts_file} ({int((~known).sum())} links to unknown accounts)"
         )
-    backwards = (links["created_at"].to_numpy(np.float64) < born.loc[link_account].to_numpy())
+    link_time = links["created_at"].to_numpy(np.float64)
+    backwards = link_time < born.loc[link_account].to_numpy()
     if backwards.any():
         i = int(np.flatnonzero(backwards)[0])
+        account = link_account.iloc[i]
+        row = int(born.index.get_loc(account))
         raise GraphTableError(
-            f"{links_file}: row {i}: link of account {link_account.iloc[i]!r} created at "
-            f"{links['created_at'].iloc[i]:g}, before the account ({born[link_account.iloc[i]]:g}):"
-            f" time goes backwards ({int(backwards.sum())} such links)"
+            f"{links_file}: row {i}: link of account {account!r} created at "
+            f"{link_time[i]:g}, before the account ({accounts_file.name} row "
+            f"{row}: created_at {born[account]:g}): time goes backwards "
+            f"({int(backwards.sum())} such links)"
         )
 
 
@@ -153,12 +169,13 @@ def check_manifest_accounts(manifest: pd.DataFrame, accounts: pd.DataFrame, file
             f"{ACCOUNTS_NAME} ({int(absent.sum())} such rows)"
         )
     if "created_at" in manifest.columns:
-        differs = ~np.isclose(manifest["created_at"].to_numpy(np.float64), born.loc[ids].to_numpy())
+        stated = pd.to_numeric(manifest["created_at"].map(_number), errors="coerce").to_numpy()
+        differs = ~np.isclose(stated, born.loc[ids].to_numpy())
         if differs.any():
             i = int(np.flatnonzero(differs)[0])
             raise GraphTableError(
                 f"{file}: row {i}: account {ids.iloc[i]!r} created_at "
-                f"{manifest['created_at'].iloc[i]:g} disagrees with {ACCOUNTS_NAME} "
+                f"{manifest['created_at'].iloc[i]!r} disagrees with {ACCOUNTS_NAME} "
                 f"({born[ids.iloc[i]]:g})"
             )
 
@@ -185,8 +202,20 @@ def _finite(frame: pd.DataFrame, columns, file: Path) -> None:
         try:
             values = frame[column].to_numpy(np.float64)
         except (TypeError, ValueError):
-            raise GraphTableError(f"{file}: column {column} is not numeric") from None
+            numbers = pd.to_numeric(frame[column].map(_number), errors="coerce")
+            i = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise GraphTableError(
+                f"{file}: row {i}: {column} is not a number ({frame[column].iloc[i]!r})"
+            ) from None
         bad = ~np.isfinite(values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise GraphTableError(f"{file}: row {i}: {column} is not finite ({values[i]})")
+
+
+def _number(value):
+    """A cell as a float, or NaN where it is not one (a string, a list, a mapping)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan

@@ -22,13 +22,14 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
+from idv import kinds
 from idv.atomic import remove_stale, replace_dir, temporary_sibling
 from idv.data.datasets import IMPLICIT_DATASET
 from idv.data.manifest import Manifest
 from idv.data.protocols import apply_protocol
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.face_detector import check_detector_parity, export_detector, reference_photos
-from idv.export.formats import SERVING_BACKENDS, export_formats
+from idv.export.formats import SERVING_BACKENDS, export_formats, format_records
 from idv.export.parity import ParityOptions, check_parity, held_out_items
 from idv.export.preprocess import decision_extras, input_spec, preprocess_spec
 from idv.export.streaming import export_stream
@@ -37,7 +38,7 @@ from idv.faces.acquisition import AcquisitionPolicy
 from idv.faces.detection import DetectorSettings
 from idv.hashing import sha256_file
 from idv.imaging import read_image
-from idv.models.checkpoint import net_from_checkpoint
+from idv.models.checkpoint import net_from_checkpoint, run_config_of
 from idv.progress import step
 from idv.serving.backends import load_backend
 from idv.serving.bundle import verify_bundle, write_checksums
@@ -201,15 +202,7 @@ def export_bundle(
                     tmp, task["acquisition"], formats, held.raw.get("image") or [], options
                 )
                 note["detail"] = f"{report['detector']}"
-        formats_info = {
-            k: {
-                "file": v.path.name,
-                "files": list(v.files),
-                "method": v.method,
-                "backend": v.backend,
-            }
-            for k, v in exported.items()
-        }
+        formats_info = format_records(exported)
         card = build_card(
             run_config=run_config,
             training_data=training_data(corpus, protocol),
@@ -274,7 +267,11 @@ def _face_detector(
 
 
 def export(cfg) -> ExportResult:
-    """`export_bundle` from the composed `export` config (conf/export.yaml)."""
+    """`export_bundle` from the composed `export` config (conf/export.yaml), or the kind's own
+    `export` part where its bundle is not one scorer per item (a graph's)."""
+    kind = kinds.of_task(run_config_of(cfg.ckpt_path).get("task") or {})
+    if "export" in kind.parts:
+        return kind.export(cfg)
     p = cfg.parity
     card = cfg.get("card") or {}
     return export_bundle(

@@ -94,7 +94,10 @@ def export_torchscript(wrapper: nn.Module, example: Example, out_dir: Path) -> E
             notes.append(f"torch.jit.script failed ({type(err).__name__}: {err}); traced")
             log.info("scripting failed (%s); tracing with checks", err)
             args = _args(wrapper, example)
-            checks = [tuple(a[:1] for a in args), tuple(torch.cat([a, a]) for a in args)]
+            if hasattr(wrapper, "trace_checks"):  # inputs that index each other (a graph's)
+                checks = wrapper.trace_checks(example)
+            else:
+                checks = [tuple(a[:1] for a in args), tuple(torch.cat([a, a]) for a in args)]
             with torch.no_grad():
                 module = torch.jit.trace(wrapper, args, check_inputs=checks, strict=False)
             method = "trace"
@@ -120,7 +123,10 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
     }
     shapes = {name: {0: batch, **{k: dims[a] for k, a in extra.get(name, {}).items()}}
               for name in inputs}  # fmt: skip
-    axes = {name: {0: "batch", **extra.get(name, {})} for name in inputs}
+    # A wrapper whose inputs have first axes of different sizes (a graph's accounts, nodes,
+    # edges) names each (`axis_names`, used by the TorchScript-based exporter).
+    first = getattr(wrapper, "axis_names", None) or {}
+    axes = {name: {0: first.get(name, "batch"), **extra.get(name, {})} for name in inputs}
     args = _args(wrapper, example)
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore", FutureWarning)
@@ -157,7 +163,10 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
                 args,
                 str(path),
                 dynamo=False,
-                dynamic_axes={**{name: {0: "batch"} for name in outputs}, **axes},
+                dynamic_axes={
+                    **{name: {0: first.get(name, "batch")} for name in outputs},
+                    **axes,
+                },  # fmt: skip
                 **common,
             )
             method = "torch.onnx.export(dynamo=False)"
@@ -165,6 +174,14 @@ def export_onnx(wrapper: nn.Module, example: Example, out_dir: Path) -> Exported
     if path.with_name(path.name + ".data").is_file():
         files.append(path.name + ".data")
     return Exported("onnx", path, tuple(files), method, notes)
+
+
+def format_records(exported: Mapping[str, Exported]) -> dict[str, dict[str, object]]:
+    """What the model card records of each written format."""
+    return {
+        k: {"file": v.path.name, "files": list(v.files), "method": v.method, "backend": v.backend}
+        for k, v in exported.items()
+    }
 
 
 # Format name -> exporter. Looked up at call time (tests replace an entry).

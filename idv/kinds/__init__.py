@@ -31,6 +31,7 @@ PARTS = {
     "calibration_options": "calibration: (cfg) -> (calibrator options, table roles they need)",
     "benchmark": "evaluation: (cfg, manifest frame) -> benchmark result",
     "wrapper": "export: (net, run_config) -> the exported nn.Module (named inputs and outputs)",
+    "export": "export: (cfg) -> ExportResult, for a kind whose bundle is not one scorer per item",
     "decision_values": "export: ({output: array}) -> the values decisions are made on",
     "serving": "serving: the Bundle class of the kind",
 }
@@ -150,6 +151,22 @@ register(
             "wrapper": "idv.export.wrappers:EmbeddingScorer.from_run_config",
             "decision_values": "idv.export.parity:pair_similarities",
             "serving": "idv.serving.matching:MatchingBundle",
+        },
+    )
+)
+register(
+    Kind(
+        name="graph",
+        tables={"scores": "detection"},
+        parts={
+            "score": "idv.tasks.scoring:detection_tables",
+            "evaluate": "idv.evaluation.graph:evaluate_graph",
+            "calibrate": "idv.calibration.graph:calibrate_graph",
+            "calibration_options": "idv.calibration.graph:options_from_config",
+            "benchmark": "idv.evaluation.benchmark:benchmark_from_config",
+            "decision_values": "idv.export.parity:primary_scores",
+            "export": "idv.export.graph:export_graph_bundle",
+            "serving": "idv.serving.graph:GraphBundle",
         },
     )
 )

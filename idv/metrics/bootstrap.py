@@ -53,6 +53,7 @@ __all__ = [
     "bootstrap_curve",
     "bootstrap_rate",
     "auc_statistic",
+    "average_precision_statistic",
     "bpcer_at_apcer_statistic",
     "bpcer_at_worst_apcer_statistic",
     "curve_replicates",
@@ -63,6 +64,7 @@ __all__ = [
     "percentile_interval",
     "worst_group_replicates",
     "rate_replicates",
+    "recall_at_fpr_statistic",
     "resample_counts",
     "worst_apcer_at_bpcer_statistic",
 ]
@@ -545,6 +547,50 @@ def auc_statistic(roc: WeightedROC) -> np.ndarray:
     end = np.zeros((roc.n_resamples, 1))
     tpr, fpr = np.concatenate([tpr, end], axis=1), np.concatenate([fpr, end], axis=1)
     return np.sum((fpr[:, :-1] - fpr[:, 1:]) * (tpr[:, :-1] + tpr[:, 1:]), axis=1) / 2.0
+
+
+def _at_or_above(roc: WeightedROC, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(weight of the block's rows with score >= t per threshold, block total), as integer
+    counts: precision needs counts, not rates, and counts keep the sums exact."""
+    cum, below = roc._block(key)
+    total = cum[:, -1:]
+    return total - np.take(cum, below, axis=1), total
+
+
+def average_precision_statistic(roc: WeightedROC) -> np.ndarray:
+    """Average precision per resample, without interpolation as
+    `idv.metrics.ranking.average_precision` and sklearn's average_precision_score: the sum over
+    thresholds, descending, of (R_n - R_(n-1)) * P_n. A threshold absent from a resample repeats
+    the previous point (R_n = R_(n-1)), so it adds nothing; where nothing is flagged the
+    precision is 0 / 0 but its recall step is 0, so it counts as 0."""
+    tp, n_pos = _at_or_above(roc, "pos")
+    fp, _ = _at_or_above(roc, "neg")
+    tp, fp = tp[:, ::-1], fp[:, ::-1]  # thresholds descending
+    flagged = tp + fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = tp / n_pos
+        precision = np.where(flagged > 0, tp / np.maximum(flagged, 1), 0.0)
+    return np.sum(np.diff(recall, axis=1, prepend=0.0) * precision, axis=1)
+
+
+def recall_at_fpr_statistic(max_fpr: float) -> Statistic:
+    """Recall (TPR, share of label-1 rows with score >= t) at the smallest threshold whose FPR
+    (label-0 share >= t) is <= `max_fpr`, as `idv.metrics.ranking.recall_at_fpr`; NaN where no
+    threshold meets it. Unlike that function it does not check the resolution (rule of three):
+    check it once on the original data."""
+    _check_target(max_fpr, "max_fpr")
+
+    def statistic(roc: WeightedROC) -> np.ndarray:
+        index = roc.first_index_bpcer_at_most(max_fpr)
+        tp, n_pos = _at_or_above(roc, "pos")
+        valid = index < tp.shape[1]
+        rows = np.arange(roc.n_resamples)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = tp[rows, np.where(valid, index, 0)] / n_pos[:, 0]
+        return np.where(valid, rate, np.nan)
+
+    statistic.__name__ = f"recall_at_fpr_{max_fpr:g}"
+    return statistic
 
 
 def bpcer_at_apcer_statistic(max_apcer: float) -> Statistic:

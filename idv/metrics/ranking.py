@@ -98,6 +98,14 @@ def recall_at_fpr(
     return float(points["tpr"].iloc[ok[-1]])
 
 
+def threshold_at_fpr(scores: Sequence[float], labels: Sequence[int], max_fpr: float) -> float:
+    """The smallest threshold whose FPR (negatives at or above it) is <= `max_fpr`: the
+    operating point of `recall_at_fpr` (+inf when even the top score breaks the target)."""
+    points = roc_points(scores, labels)
+    ok = np.nonzero(points["fpr"].to_numpy() <= max_fpr)[0]
+    return float(points["threshold"].iloc[ok[-1]])
+
+
 def precision_at_k(scores: Sequence[float], labels: Sequence[int], k: int) -> float:
     """Of the k highest scores (a review queue of capacity k), the share that is positive.
 

@@ -23,6 +23,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def run_config_of(path: str | os.PathLike) -> dict[str, Any]:
+    """The run's resolved config saved in a checkpoint (no network built)."""
+    config = load_checkpoint(path).get("hyper_parameters", {}).get("run_config")
+    if not config or "model" not in config:
+        raise ValueError(
+            f"checkpoint {path} carries no run config (hyper_parameters.run_config); "
+            "was it written by idv-train?"
+        )
+    return config
+
+
 def net_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """The task's `net` with trained weights, in eval mode, and the run's resolved config.
 

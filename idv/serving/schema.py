@@ -11,7 +11,7 @@ from idv.faces.acquisition import AcquisitionPolicy
 from idv.faces.detection import DetectorSettings
 from idv.serving.preprocess import INTERPOLATIONS
 
-MODALITIES = ("image", "frames", "vector", "category", "events", "length")
+MODALITIES = ("image", "frames", "vector", "category", "events", "length", "graph")
 
 
 class SchemaError(ValueError):
@@ -87,6 +87,13 @@ def check_preprocess(spec: Any) -> None:
         if not isinstance(module, str) or not module.startswith("idv."):
             raise SchemaError("rules.module", f"must be a module of idv, got {module!r}")
         _mapping(_get(rules, "options", "rules"), "rules.options")
+    if spec.get("graph") is not None:
+        graph = _mapping(spec["graph"], "graph")
+        _strings(_get(graph, "node_types", "graph"), "graph.node_types")
+        _strings(_get(graph, "account_features", "graph"), "graph.account_features")
+        _positive_int(_get(graph, "hops", "graph"), "graph.hops")
+        if not isinstance(_get(graph, "file", "graph"), str):
+            raise SchemaError("graph.file", "must be the graph file's name in the bundle")
     if spec.get("localisation") is not None:
         entry = _mapping(spec["localisation"], "localisation")
         output = _get(entry, "output", "localisation")
@@ -124,6 +131,9 @@ def _check_input(entry: Mapping[str, Any], key: str) -> None:
         for part in ("input", "width", "height"):
             if not isinstance(_get(screen, part, f"{key}.screen"), str):
                 raise SchemaError(f"{key}.screen.{part}", "must be a string")
+    elif modality == "graph":  # a part of the (sub)graph serving builds (idv.serving.graph)
+        if not isinstance(_get(entry, "part", key), str):
+            raise SchemaError(f"{key}.part", "must name the graph input")
     elif modality == "length":
         if not isinstance(_get(entry, "of", key), str):
             raise SchemaError(f"{key}.of", "must name the events input")

@@ -34,5 +34,5 @@ class ChannelsLast(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
     ) -> None:
         for name, value in batch.inputs.items():
-            if value.dim() == 4:
+            if isinstance(value, torch.Tensor) and value.dim() == 4:  # a graph is not
                 batch.inputs[name] = value.contiguous(memory_format=torch.channels_last)

@@ -126,15 +126,14 @@ def detection_table(
     sample_ids: Sequence[str],
     scores: np.ndarray,
     extra: Mapping[str, np.ndarray] | None = None,
+    columns_kept: Sequence[str] = (),
 ) -> pd.DataFrame:
     """One row per item: the blueprint's detection score table; an item the model produced
     no score for (e.g. an unreadable image skipped) keeps its row with `acquired = False`.
-    `extra`: auxiliary per-item outputs, kept as `output/<name>` columns."""
-    keep = [
-        c
-        for c in items.columns
-        if c in (*DETECTION_COLUMNS, "split", *SEGMENT_COLUMNS, *DEMOGRAPHIC_COLUMNS)
-    ]
+    `extra`: auxiliary per-item outputs, kept as `output/<name>` columns; `columns_kept`: more
+    manifest columns the task's judging needs (`task.table_columns`, e.g. rings' `ring_id`)."""
+    wanted = (*DETECTION_COLUMNS, "split", *SEGMENT_COLUMNS, *DEMOGRAPHIC_COLUMNS, *columns_kept)
+    keep = [c for c in items.columns if c in wanted]
     columns = {"sample_id": list(sample_ids), "score": scores}
     columns.update({f"output/{k}": v for k, v in (extra or {}).items()})
     table = items[keep].merge(pd.DataFrame(columns), on="sample_id", how="left", validate="1:1")
@@ -157,7 +156,8 @@ def detection_tables(cfg: DictConfig, predictions: Mapping[str, Predictions]) ->
         if rules is not None:
             scores, columns = rules(p.items, p.sample_ids, scores)
             extra.update(columns)
-        tables.append(detection_table(p.items, p.sample_ids, scores, extra))
+        kept = list(cfg.task.get("table_columns") or [])
+        tables.append(detection_table(p.items, p.sample_ids, scores, extra, kept))
     if dropped:
         log.warning(
             "outputs %s hold more than one value per item: not written to the score table",

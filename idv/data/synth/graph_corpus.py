@@ -39,6 +39,7 @@ import pandas as pd
 
 from idv.data.graph_tables import write_graph_tables
 from idv.data.manifest import BONA_FIDE, write_manifest
+from idv.data.splits import assign_splits
 from idv.data.synth.writer import CorpusDir
 
 RING = "ring"
@@ -173,6 +174,7 @@ def generate_graph(
     if len(twins):
         other = rng.integers(0, n_legit, len(twins))
         faces[twins] = _edit(faces[other], float(cfg["faces"]["edit_noise"]), rng)
+    same_person = dict(zip(twins.tolist(), other.tolist(), strict=True)) if len(twins) else {}
 
     def legit_features(n: int, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         return _features(rng, n, feats, "legit", disposable_user if rows is None else None,
@@ -184,6 +186,8 @@ def generate_graph(
         "attack_type": [BONA_FIDE] * n_legit,
         "ring_id": [None] * n_legit,
         "geography": [geos[g] for g in geography],
+        # The face each account shows: its own, or (a ring's) one of the ring's base faces.
+        "face_base": [f"own:{same_person.get(i, i)}" for i in range(n_legit)],
     }
     features = legit_features(n_legit)
 
@@ -209,7 +213,9 @@ def generate_graph(
         when = born[rotates] + rng.uniform(*ring_cfg["rotate_days"], len(rotates))
         ok = when <= days
         links.add(members[rotates[ok]], "device", rng.choice(pool, int(ok.sum())), when[ok])
-        proxies = fresh("ip", int(rng.integers(ring_cfg["ip_blocks"][0], ring_cfg["ip_blocks"][1] + 1)))
+        proxies = fresh(
+            "ip", int(rng.integers(ring_cfg["ip_blocks"][0], ring_cfg["ip_blocks"][1] + 1))
+        )
         behind = rng.random(size) < _lerp(ring_cfg["ring_ip"], s)
         camouflage_ip = blocks[_zipf_choice(rng, n_blocks, legit_cfg["ip_zipf"], size)]
         links.add(members, "ip", np.where(behind, rng.choice(proxies, size), camouflage_ip), born)
@@ -219,13 +225,28 @@ def generate_graph(
         links.add(members, "document", document, born)
         burners = fresh("phone", max(1, size // 5))
         burner = rng.random(size) < _lerp(ring_cfg["burner_phone"], s)
-        links.add(members, "phone", np.where(burner, rng.choice(burners, size), fresh("phone", size)), born)
-        drops = fresh("address", int(rng.integers(ring_cfg["drop_addresses"][0], ring_cfg["drop_addresses"][1] + 1)))
+        links.add(
+            members,
+            "phone",
+            np.where(burner, rng.choice(burners, size), fresh("phone", size)),
+            born,
+        )
+        drops = fresh(
+            "address",
+            int(rng.integers(ring_cfg["drop_addresses"][0], ring_cfg["drop_addresses"][1] + 1)),
+        )
         dropped = rng.random(size) < _lerp(ring_cfg["drop_address"], s)
-        links.add(members, "address", np.where(dropped, rng.choice(drops, size), fresh("address", size)), born)
+        links.add(
+            members,
+            "address",
+            np.where(dropped, rng.choice(drops, size), fresh("address", size)),
+            born,
+        )
         throwaway = rng.random(size) < _lerp(ring_cfg["disposable_email"], s)
         popular = domains[_zipf_choice(rng, len(domains), legit_cfg["email_zipf"], size)]
-        links.add(members, "email", np.where(throwaway, rng.choice(disposable, size), popular), born)
+        links.add(
+            members, "email", np.where(throwaway, rng.choice(disposable, size), popular), born
+        )
         mules = np.flatnonzero(rng.random(size) < float(ring_cfg["mule_link"]))
         if len(mules) and n_legit:
             victim = rng.integers(0, n_legit, len(mules))
@@ -234,8 +255,14 @@ def generate_graph(
                       born[mules[use_device]])  # fmt: skip
             links.add(members[mules[~use_device]], "address", address[victim[~use_device]],
                       born[mules[~use_device]])  # fmt: skip
-        base = _unit(rng.standard_normal((max(1, math.ceil(size * _lerp(ring_cfg["faces_per_member"], s))), dim)))
-        faces[members] = _edit(base[rng.integers(0, len(base), size)], float(cfg["faces"]["edit_noise"]), rng)
+        base = _unit(
+            rng.standard_normal(
+                (max(1, math.ceil(size * _lerp(ring_cfg["faces_per_member"], s))), dim)
+            )
+        )
+        which = rng.integers(0, len(base), size)
+        faces[members] = _edit(base[which], float(cfg["faces"]["edit_noise"]), rng)
+        columns["face_base"] += [f"ring_{r:05d}:{w}" for w in which]
         columns["created_at"] += list(born)
         columns["label"] += [1] * size
         columns["attack_type"] += [RING] * size
@@ -306,12 +333,24 @@ def face_clusters(
     return np.array([root(i) for i in range(n)], np.int64)
 
 
+def face_source(face_cfg: Mapping[str, Any]) -> str:
+    """`table` or `bundle`; `auto` is the bundle when the face_match bundle exists."""
+    source = str(face_cfg.get("source", "table"))
+    if source not in ("table", "bundle", "auto"):
+        raise ValueError(f"faces.source must be table, bundle or auto, got {source!r}")
+    if source == "auto":
+        return "bundle" if (Path(face_cfg["bundle"]) / "thresholds.json").is_file() else "table"
+    return source
+
+
 def assign_periods(created_at: np.ndarray, days: float, periods: Mapping[str, float]) -> np.ndarray:
     """The split of each account: the period (consecutive shares of `days`) it was created in."""
     names = list(periods)
     edges = np.cumsum([float(periods[k]) for k in names]) * days
     if not math.isclose(edges[-1], days, rel_tol=1e-9):
-        raise ValueError(f"periods {dict(periods)} must sum to 1 (they sum to {edges[-1] / days:g})")
+        raise ValueError(
+            f"periods {dict(periods)} must sum to 1 (they sum to {edges[-1] / days:g})"
+        )
     index = np.searchsorted(edges, np.asarray(created_at), side="left")
     return np.asarray(names, dtype=object)[np.minimum(index, len(names) - 1)]
 
@@ -326,10 +365,10 @@ def generate_graph_corpus(
     accounts, links, faces = generate_graph(cfg, int(size["accounts"]), seed)
     face_cfg = cfg["faces"]
     threshold = float(face_cfg["threshold"])
-    if face_cfg.get("source", "table") == "bundle":
+    if face_source(face_cfg) == "bundle":
         from idv.data.graph_faces import bundle_faces
 
-        faces, threshold = bundle_faces(face_cfg["embeddings"], accounts)
+        faces, threshold = bundle_faces(face_cfg, accounts, seed)
     cluster = face_clusters(faces, threshold, int(face_cfg["neighbours"]))
     face_links = pd.DataFrame(
         {
@@ -340,7 +379,16 @@ def generate_graph_corpus(
         }
     )
     links = pd.concat([links, face_links], ignore_index=True)
-    accounts["split"] = assign_periods(accounts["created_at"], float(cfg["days"]), cfg["periods"])
+    if cfg.get("split", "temporal") == "temporal":
+        accounts["split"] = assign_periods(
+            accounts["created_at"], float(cfg["days"]), cfg["periods"]
+        )
+    elif cfg["split"] == "random":  # the comparison that overstates: accounts drawn at random
+        frame = accounts.assign(subject_id=accounts["account_id"])
+        accounts["split"] = assign_splits(frame, seed=seed, fractions=cfg["periods"],
+                                          stratify=("label",))  # fmt: skip
+    else:
+        raise ValueError(f"graph split must be temporal or random, got {cfg['split']!r}")
     manifest = accounts[["account_id", "label", "split", "attack_type", "created_at", "ring_id",
                          "geography"]].rename(columns={"account_id": "sample_id"})  # fmt: skip
     manifest.insert(3, "subject_id", manifest["sample_id"])
