@@ -7,9 +7,8 @@ thousand new accounts). Each is an entry of thresholds.json:
 - `fpr <= p` for each target p (`targets`, the first is THE operating point): the smallest
   threshold whose FPR on the calib split's legitimate accounts is <= p; it needs at least
   ceil(3 / p) legitimate calib accounts (rule of three), else it is an error;
-- `flagged_share <= c / 1000` (`review_per_thousand` = c): the threshold that flags the
-  closest count to c per thousand calib accounts, ties not split (the lowest threshold flagging
-  no more than that many).
+- `flagged_share <= c / 1000` (`review_per_thousand` = c): the lowest threshold that flags at
+  most c per thousand calib accounts (floor(c n / 1000), ties at the cut left out).
 
 Score >= threshold -> `review` (the analyst queue); a watch band [review_at_or_above, threshold)
 holding `review_share` of the calib accounts just below it -> `watch` (monitoring); below ->
@@ -99,7 +98,7 @@ def calibrate_graph(
                               review_share, boot))  # fmt: skip
     if review_per_thousand:
         share = float(review_per_thousand) / 1000.0
-        k = max(1, int(round(share * len(s))))
+        k = max(1, math.floor(share * len(s) + 1e-9))  # the capacity: never more
         ranked = np.sort(s)[::-1]
         threshold = float(ranked[k - 1])
         if (s >= threshold).sum() > k:  # ties at the cut: flag no more than the capacity
