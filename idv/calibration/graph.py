@@ -168,8 +168,7 @@ def _test_report(test: pd.DataFrame, t: float, a: float, boot: dict[str, Any]) -
     """Recall, FPR, precision, flagged and watch shares on the report rows (no score: flagged)."""
     s = np.where(test["acquired"], test["score"].to_numpy(np.float64), np.inf)
     y = test["label"].to_numpy(np.int64)
-    ring = test["ring_id"] if "ring_id" in test.columns else [None] * len(test)
-    unit = resampling_units(ring, test["subject_id"])
+    unit = resampling_units(test)
     counts = {"accounts": len(test), "ring_accounts": int((y == 1).sum()),
               "failures_to_acquire": int((~test["acquired"]).sum())}  # fmt: skip
     if len(np.unique(unit)) < 2:

@@ -170,7 +170,7 @@ def hetero_data(
     order) as HeteroData: `account.x` (own features + log age), `account.share` (the rules'
     share counts), `account.scored` (rows whose outputs are asked for), one node set per
     attribute type (`ATTRIBUTE_FEATURES`) and both edge directions per type."""
-    x, created_share = snapshot.account_features(), share
+    x = snapshot.account_features()
     link_account, link_type, link_node = (
         snapshot.link_account,
         snapshot.link_type,
@@ -179,12 +179,12 @@ def hetero_data(
     if accounts is not None:
         new_row = np.full(snapshot.n_accounts, -1, np.int64)
         new_row[accounts] = np.arange(len(accounts))
-        x, created_share = x[accounts], share[accounts]
+        x, share = x[accounts], share[accounts]
         link_account = new_row[link_account[links]]
         link_type, link_node = link_type[links], link_node[links]
     data = HeteroData()
     data[ACCOUNT].x = torch.from_numpy(x)
-    data[ACCOUNT].share = torch.from_numpy(created_share)
+    data[ACCOUNT].share = torch.from_numpy(share)
     data[ACCOUNT].scored = torch.from_numpy(np.asarray(scored, np.int64))
     for t, name in enumerate(snapshot.node_types):
         keep = link_type == t
@@ -223,7 +223,6 @@ class GraphDataset(ManifestDataset):
         batch_accounts: int | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.pop("min_side", None)
         super().__init__(frame, root, augment, stage, species, **kwargs)
         self.account_labels, self.labels = self.labels, np.zeros(1, np.int64)
         self.corpus = load_corpus(self.root, node_types)

@@ -49,19 +49,13 @@ from idv.metrics.rings import resampling_units, ring_report
 BASELINES = ("tabular", "rules")
 
 
-def units(table: pd.DataFrame) -> np.ndarray:
-    """The bootstrap unit of each row (`idv.metrics.rings.resampling_units`)."""
-    ring = table["ring_id"] if "ring_id" in table.columns else [None] * len(table)
-    return resampling_units(ring, table["subject_id"])
-
-
 def ranking_figures(
     table: pd.DataFrame, column: str, cfg: DictConfig, boot: Mapping[str, Any]
 ) -> dict[str, float]:
     """AP, AUC, recall at each FPR target (with intervals) and precision@k of one score column."""
     s = table[column].to_numpy(np.float64)
     y = table["label"].to_numpy(np.int64)
-    unit = units(table)
+    unit = resampling_units(table)
     out: dict[str, float] = {}
     statistics = {"average_precision": average_precision_statistic, "auc": auc_statistic}
     for target in cfg.task.bpcer_targets:
@@ -102,7 +96,7 @@ def evaluate_graph(cfg: DictConfig, tables: Mapping[str, pd.DataFrame], out: Pat
             target[column].to_numpy(np.float64),
             target["score"].to_numpy(np.float64),
             target["label"].to_numpy(np.int64),
-            units(target),
+            resampling_units(target),
             average_precision_statistic,
             **boot,
         )

@@ -22,7 +22,6 @@ What differs from a per-item bundle (`idv.export.bundle`): the network's inputs 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -36,7 +35,7 @@ from torch import nn
 from idv.atomic import remove_stale, replace_dir, temporary_sibling
 from idv.data.graph import load_corpus
 from idv.data.manifest import Manifest
-from idv.export.bundle import ExportResult, read_thresholds, training_data
+from idv.export.bundle import ExportResult, _write_json, read_thresholds, training_data
 from idv.export.card import build_card, card_markdown, code_revision, read_evaluation
 from idv.export.formats import SERVING_BACKENDS, export_formats, format_records
 from idv.export.parity import ParityError
@@ -45,12 +44,11 @@ from idv.hashing import sha256_file
 from idv.models.checkpoint import net_from_checkpoint
 from idv.models.outputs import DetectionScores
 from idv.progress import step
-from idv.serving.bundle import verify_bundle, write_checksums
+from idv.serving.bundle import PREPROCESS_VERSION, verify_bundle, write_checksums
 from idv.serving.graph import GRAPH_FILE, GraphBundle, input_names, model_inputs
 from idv.thresholds import decide
 
 log = logging.getLogger(__name__)
-PREPROCESS_VERSION = 2
 MEANINGS = {
     "score": "P(ring member) from the graph network (the served score)",
     "tabular": "P(ring member) from the account's own features only (the non-graph baseline)",
@@ -263,10 +261,6 @@ def _parity(path: Path, backend: str, full, eager, rows, entry, thresholds, tole
             f"{len(same)} held-out accounts"
         )
     return figures
-
-
-def _write_json(data: Any, file: Path) -> None:
-    file.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 __all__ = ["GraphScorer", "export_graph_bundle"]

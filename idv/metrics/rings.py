@@ -205,12 +205,12 @@ def _singleton_legitimate(truth: pd.Series) -> np.ndarray:
     return codes
 
 
-def resampling_units(
-    ring_ids: Sequence | np.ndarray, account_ids: Sequence | np.ndarray
-) -> np.ndarray:
-    """The bootstrap unit of each account: its ring for a ring member (one operator, one unit
-    of dependence), else the account itself."""
-    ring = pd.Series(ring_ids, dtype=object)
-    account = pd.Series(account_ids, dtype=object).astype(str)
+def resampling_units(table: pd.DataFrame) -> np.ndarray:
+    """The bootstrap unit of each row of a score table: its ring for a ring member (one
+    operator, one unit of dependence), else the account (`subject_id`) itself."""
+    account = table["subject_id"].astype(str).to_numpy(object)
+    if "ring_id" not in table.columns:
+        return "account:" + account
+    ring = table["ring_id"]
     return np.where(ring.notna().to_numpy(), ("ring:" + ring.astype(str)).to_numpy(),
-                    ("account:" + account).to_numpy())  # fmt: skip
+                    "account:" + account)  # fmt: skip

@@ -23,9 +23,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def run_config_of(path: str | os.PathLike) -> dict[str, Any]:
+def run_config_of(path: str | os.PathLike, checkpoint: dict[str, Any] | None = None) -> dict:
     """The run's resolved config saved in a checkpoint (no network built)."""
-    config = load_checkpoint(path).get("hyper_parameters", {}).get("run_config")
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
+    config = checkpoint.get("hyper_parameters", {}).get("run_config")
     if not config or "model" not in config:
         raise ValueError(
             f"checkpoint {path} carries no run config (hyper_parameters.run_config); "
@@ -41,12 +42,7 @@ def net_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, A
     depends on the user repeating the training overrides.
     """
     checkpoint = load_checkpoint(path)
-    config = checkpoint.get("hyper_parameters", {}).get("run_config")
-    if not config or "model" not in config:
-        raise ValueError(
-            f"checkpoint {path} carries no run config (hyper_parameters.run_config); "
-            "was it written by idv-train?"
-        )
+    config = run_config_of(path, checkpoint)
     net = instantiate(config["model"])
     state = {
         k.removeprefix("net."): v

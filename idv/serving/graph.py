@@ -18,6 +18,7 @@ it on held-out accounts).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,13 +89,10 @@ class StoredGraph:
         """Hops extracted: `hops`, one more when odd (module docstring)."""
         return self.hops + self.hops % 2
 
-    @property
+    @functools.cached_property
     def adjacency(self) -> Adjacency:
-        cached = self.__dict__.get("_adjacency")
-        if cached is None:
-            cached = Adjacency.of(self.snapshot)
-            object.__setattr__(self, "_adjacency", cached)
-        return cached
+        """CSR views of the stored links, built on first use."""
+        return Adjacency.of(self.snapshot)
 
     def stored_subgraph(self, row: int, at: float | None = None) -> Snapshot:
         """The subgraph of stored account `row` as a snapshot (the seed is account 0)."""
