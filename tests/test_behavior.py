@@ -18,7 +18,7 @@ from idv.models.sequence import SessionClassifier
 from idv.models.session_baseline import HandcraftedSession
 from idv.sessions.device import DEVICE_COLUMNS, device_sessions
 from idv.sessions.events import EventError, check_events, events_of_rows
-from idv.sessions.features import FEATURES, StreamingFeatures, event_features
+from idv.sessions.features import FEATURES, TYPE_OFFSET, StreamingFeatures, event_features
 from idv.sessions.statistics import STATISTICS, session_statistics
 from tests.conftest import compose, fast_bundle
 
@@ -77,9 +77,29 @@ def test_streaming_features_equal_the_vectorised_ones() -> None:
                        zip(s.t, s.x, s.y, s.type, strict=True)], dtype=np.float32)  # fmt: skip
     assert whole.shape == (80, len(FEATURES))
     np.testing.assert_allclose(rows, whole, rtol=0, atol=1e-6)
-    assert np.isfinite(whole).all() and (whole[:, 9:].sum(axis=1) == 1).all()
+    assert np.isfinite(whole).all() and (whole[:, TYPE_OFFSET:].sum(axis=1) == 1).all()
     stats = session_statistics(whole)
     assert stats.shape == (len(STATISTICS),) and np.isfinite(stats).all()
+
+
+def test_a_time_scaled_replay_moves_off_the_display_frame_a_person_moves_on() -> None:
+    """`frame_offset`: a person's moves on a 60 Hz display (jitter, a dropped frame now and
+    then) average near 0; the same trace replayed 15% faster or slower sits well off it."""
+    rng = np.random.default_rng(0)
+    frames = 1000 / 60 * np.where(rng.random(199) < 0.05, 2, 1) + rng.normal(0, 1.2, 199)
+    human = np.cumsum(np.r_[0.0, frames]).round(1)
+    column = FEATURES.index("frame_offset")
+
+    def offset(t: np.ndarray, kinds: list[str] | None = None) -> np.ndarray:
+        kinds = kinds or ["move"] * len(t)
+        rows = [{"t": v, "x": 10 + i, "y": 20, "type": k}
+                for i, (v, k) in enumerate(zip(t, kinds, strict=True))]  # fmt: skip
+        return event_features(events_of_rows(rows, "s"), 800, 600)[:, column]
+
+    assert abs(offset(human)[1:].mean()) < 0.15
+    assert offset(human * 0.85)[1:].mean() < -0.5 and offset(human * 1.15)[1:].mean() > 0.5
+    # only between two moves: a key press's interval says nothing about the display
+    assert offset(human[:3], ["move", "key", "move"]).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_device_sessions_count_only_earlier_sessions_of_the_split_in_the_window() -> None:
@@ -377,6 +397,12 @@ def test_torchscript_takes_its_inputs_in_its_own_order_whatever_the_bundle_lists
         (("streaming", "state", "hidden"), 0, "streaming.state.hidden"),
         (("streaming", "events_input"), "device", "streaming.events_input"),
         (("inputs", "events", "max_events"), -1, "inputs.events.max_events"),
+        # a bundle of another feature set (before frame_offset / frame_mean): never misread
+        (
+            ("inputs", "events", "features"),
+            [f for f in FEATURES if not f.startswith("frame")],
+            "inputs.events.features",
+        ),
         (("inputs", "length", "of"), "device", "inputs.length.of"),
         (("input_order",), ["events"], "input_order"),
     ],

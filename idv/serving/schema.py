@@ -10,6 +10,7 @@ from typing import Any
 from idv.faces.acquisition import AcquisitionPolicy
 from idv.faces.detection import DetectorSettings
 from idv.serving.preprocess import INTERPOLATIONS
+from idv.sessions.features import FEATURES
 
 MODALITIES = ("image", "frames", "vector", "category", "events", "length", "graph")
 
@@ -126,6 +127,12 @@ def _check_input(entry: Mapping[str, Any], key: str) -> None:
         _strings(_get(entry, "columns", key), f"{key}.columns")
     elif modality == "events":
         _strings(_get(entry, "features", key), f"{key}.features")
+        if list(entry["features"]) != list(FEATURES):  # serving computes this version's
+            raise SchemaError(
+                f"{key}.features",
+                f"the bundle was trained on {entry['features']}, this version computes "
+                f"{list(FEATURES)} (idv.sessions.features): re-export it with this version",
+            )
         _positive_int(_get(entry, "max_events", key), f"{key}.max_events")
         screen = _mapping(_get(entry, "screen", key), f"{key}.screen")
         for part in ("input", "width", "height"):

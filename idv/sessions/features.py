@@ -6,7 +6,11 @@ state (serving a session as it happens). A test keeps the two equal to float32 p
 Scale-free where it matters: distances are in screen diagonals, positions in screen shares,
 so phones and desktops share the features.
 
-Per event k (the first event has zero deltas):
+Per event k (the first event has zero deltas). A person's pointer moves arrive on the
+display's frame clock (60 Hz, with jitter and dropped frames); `frame_offset` resolves an
+interval around that frame finely and `frame_mean` averages it over the session so far: a
+trace replayed faster or slower (kinematics time-scaled) moves its whole clock off the frame,
+which `log_dt`'s scale barely shows.
 
 | feature | definition |
 |---|---|
@@ -16,6 +20,8 @@ Per event k (the first event has zero deltas):
 | `turn_cos`, `turn_sin` | cos / sin of the heading change from the previous step (0, 0: none) |
 | `log_ddt` | log1p(DDT_GAIN * abs(dt_k - dt_{k-1}) ms): the event clock's regularity |
 | `px`, `py` | x / screen width, y / screen height |
+| `frame_offset` | tanh((dt - FRAME_MS) / FRAME_SCALE_MS) between two moves, else 0 |
+| `frame_mean` | the mean `frame_offset` of the move intervals so far (0: none yet) |
 | `move`, `down`, `up`, `key` | the event type, one-hot |
 """
 
@@ -30,12 +36,16 @@ from idv.sessions.events import EVENT_TYPES, Events
 
 FEATURES: tuple[str, ...] = (
     "log_dt", "dx", "dy", "log_speed", "turn_cos", "turn_sin", "log_ddt", "px", "py",
-    *EVENT_TYPES,
+    "frame_offset", "frame_mean", *EVENT_TYPES,
 )  # fmt: skip
 DDT_GAIN = 4.0  # interval changes in quarter milliseconds: a fixed clock (0) vs a display's jitter
 DELTA_GAIN = 10.0
 DELTA_CLIP = 10.0
 MIN_DT_MS = 0.5
+FRAME_MS = 1000.0 / 60.0  # the display frame a person's moves arrive on
+FRAME_SCALE_MS = 2.0  # tanh scale of the offset: a frame's jitter is ~1 ms
+MOVE = EVENT_TYPES.index("move")
+TYPE_OFFSET = FEATURES.index(EVENT_TYPES[0])  # the one-hot event type's first column
 SCREEN_COLUMNS = ("screen_w", "screen_h")  # the device record's columns the features scale by
 
 
@@ -72,6 +82,12 @@ def event_features(events: Events, width: float, height: float) -> np.ndarray:
         safe = np.where(ok, norm, 1.0)
         cos[2:] = np.where(ok, dot / safe, 0.0)
         sin[2:] = np.where(ok, cross / safe, 0.0)
+    frame = np.zeros(n)
+    moves = np.zeros(n, bool)
+    if n > 1:
+        moves[1:] = (events.type[1:] == MOVE) & (events.type[:-1] == MOVE)
+        frame[1:] = np.where(moves[1:], np.tanh((dt[1:] - FRAME_MS) / FRAME_SCALE_MS), 0.0)
+    frame_mean = np.cumsum(frame) / np.maximum(np.cumsum(moves), 1)
     out = np.zeros((n, len(FEATURES)))
     out[:, 0] = np.log1p(dt)
     gain = DELTA_GAIN / diagonal
@@ -83,7 +99,9 @@ def event_features(events: Events, width: float, height: float) -> np.ndarray:
     out[:, 6] = np.log1p(DDT_GAIN * ddt)
     out[:, 7] = x / width
     out[:, 8] = y / height
-    out[np.arange(n), 9 + events.type] = 1.0
+    out[:, FEATURES.index("frame_offset")] = frame
+    out[:, FEATURES.index("frame_mean")] = frame_mean
+    out[np.arange(n), TYPE_OFFSET + events.type] = 1.0
     return out.astype(np.float32)
 
 
@@ -97,6 +115,9 @@ class StreamingFeatures:
         self.t = self.x = self.y = 0.0
         self.dt = 0.0
         self.dx = self.dy = 0.0
+        self.kind = -1
+        self.frame_sum = 0.0
+        self.frame_count = 0
 
     def update(self, t: float, x: float, y: float, kind: int) -> list[float]:
         """The feature row (a list of len(FEATURES) floats) of the event (t ms, x, y, type
@@ -113,6 +134,11 @@ class StreamingFeatures:
             if norm > 0:
                 cos = (self.dx * dx + self.dy * dy) / norm
                 sin = (self.dx * dy - self.dy * dx) / norm
+        frame = 0.0
+        if not first and kind == MOVE and self.kind == MOVE:
+            frame = math.tanh((dt - FRAME_MS) / FRAME_SCALE_MS)
+            self.frame_sum += frame
+            self.frame_count += 1
         gain = DELTA_GAIN / self.diagonal
         row = [
             math.log1p(dt),
@@ -124,11 +150,14 @@ class StreamingFeatures:
             math.log1p(DDT_GAIN * ddt),
             x / self.width,
             y / self.height,
+            frame,
+            self.frame_sum / max(self.frame_count, 1),
             0.0, 0.0, 0.0, 0.0,
         ]  # fmt: skip
-        row[9 + kind] = 1.0
+        row[TYPE_OFFSET + kind] = 1.0
         self.count += 1
         self.t, self.x, self.y, self.dt, self.dx, self.dy = t, x, y, dt, dx, dy
+        self.kind = kind
         return row
 
 
