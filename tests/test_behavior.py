@@ -97,6 +97,12 @@ def test_a_time_scaled_replay_moves_off_the_display_frame_a_person_moves_on() ->
         return event_features(events_of_rows(rows, "s"), 800, 600)[:, column]
 
     assert abs(offset(human)[1:].mean()) < 0.15
+    # frame_mean: the running mean of the move intervals' offsets, the session's at its end
+    rows = [{"t": v, "x": 10 + i, "y": 20, "type": "move"} for i, v in enumerate(human * 0.85)]
+    whole = event_features(events_of_rows(rows, "s"), 800, 600)
+    running = whole[:, FEATURES.index("frame_mean")]
+    np.testing.assert_allclose(running[-1], whole[1:, column].mean(), atol=1e-6)
+    np.testing.assert_allclose(running[5], whole[1:6, column].mean(), atol=1e-6)
     assert offset(human * 0.85)[1:].mean() < -0.5 and offset(human * 1.15)[1:].mean() > 0.5
     # only between two moves: a key press's interval says nothing about the display
     assert offset(human[:3], ["move", "key", "move"]).tolist() == [0.0, 0.0, 0.0]
