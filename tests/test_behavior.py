@@ -90,16 +90,18 @@ def test_a_time_scaled_replay_moves_off_the_display_frame_a_person_moves_on() ->
     human = np.cumsum(np.r_[0.0, frames]).round(1)
     column = FEATURES.index("frame_offset")
 
-    def offset(t: np.ndarray, kinds: list[str] | None = None) -> np.ndarray:
+    def features(t: np.ndarray, kinds: list[str] | None = None) -> np.ndarray:
         kinds = kinds or ["move"] * len(t)
         rows = [{"t": v, "x": 10 + i, "y": 20, "type": k}
                 for i, (v, k) in enumerate(zip(t, kinds, strict=True))]  # fmt: skip
-        return event_features(events_of_rows(rows, "s"), 800, 600)[:, column]
+        return event_features(events_of_rows(rows, "s"), 800, 600)
+
+    def offset(t: np.ndarray, kinds: list[str] | None = None) -> np.ndarray:
+        return features(t, kinds)[:, column]
 
     assert abs(offset(human)[1:].mean()) < 0.15
     # frame_mean: the running mean of the move intervals' offsets, the session's at its end
-    rows = [{"t": v, "x": 10 + i, "y": 20, "type": "move"} for i, v in enumerate(human * 0.85)]
-    whole = event_features(events_of_rows(rows, "s"), 800, 600)
+    whole = features(human * 0.85)
     running = whole[:, FEATURES.index("frame_mean")]
     np.testing.assert_allclose(running[-1], whole[1:, column].mean(), atol=1e-6)
     np.testing.assert_allclose(running[5], whole[1:6, column].mean(), atol=1e-6)

@@ -135,7 +135,7 @@ class StreamingFeatures:
                 cos = (self.dx * dx + self.dy * dy) / norm
                 sin = (self.dx * dy - self.dy * dx) / norm
         frame = 0.0
-        if not first and kind == MOVE and self.kind == MOVE:
+        if kind == MOVE and self.kind == MOVE:  # self.kind is -1 before the first
             frame = math.tanh((dt - FRAME_MS) / FRAME_SCALE_MS)
             self.frame_sum += frame
             self.frame_count += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from idv.sessions.features import DDT_GAIN, FEATURES
+from idv.sessions.features import DDT_GAIN, FEATURES, TYPE_OFFSET
 
 STATISTICS: tuple[str, ...] = (
     "log_events", "log_duration", "share_move", "share_down", "share_key",
@@ -34,7 +34,7 @@ def session_statistics(features: np.ndarray) -> np.ndarray:
     n = len(features)
     log_dt = features[:, _col("log_dt")]
     dt = np.expm1(log_dt)
-    kind = features[:, _col("move") :].argmax(axis=1)
+    kind = features[:, TYPE_OFFSET:].argmax(axis=1)
     moves = np.flatnonzero(kind == 0)[1:]
     keys = np.flatnonzero(kind == 3)
     speed = features[moves, _col("log_speed")]
