@@ -10,7 +10,8 @@ codes). Where a check digit fails and a low-confidence character has a runner-up
 every check pass, the runner-up is taken (what a real MRZ reader does); a confidently read
 wrong digit stays wrong. The MRZ gives the issuer and the format, hence the template, whose
 field boxes are placed through the MRZ's position and pitch; the compared fields (document
-number, dates; DejaVu Sans Mono) are read the same way.
+number, dates; DejaVu Sans Mono) are read the same way, and every character's match per cell
+is kept (`Reading.visual_scores`) for the rules to verify the MRZ's value against the print.
 
 `MrzReadError` (naming the image) when no MRZ can be read: the rules report it as
 `unreadable`, never as a pass.
@@ -74,6 +75,9 @@ class Reading:
     confidence: list[np.ndarray]
     record: MrzRecord
     visual: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Per visual-zone field, every character's NCC per cell ((cells, len(ALPHABET)), -inf where
+    # the field's character class excludes it): the rules verify the MRZ's value against it.
+    visual_scores: dict[str, np.ndarray] = field(default_factory=dict)
     repaired: int = 0
     # Where the MRZ was found, for placing the visual-zone boxes: its line boxes (y0, y1, x0,
     # x1), mean pitch and first-cell left edge, in the deskewed grey image `upright`.
@@ -191,10 +195,11 @@ def _read_line(
     glyphs: np.ndarray,
     charset: list[str],
     shift: int,
-) -> tuple[list[list[tuple[str, float]]], np.ndarray]:
+) -> tuple[list[list[tuple[str, float]]], np.ndarray, np.ndarray]:
     """Each fixed-pitch cell of a line (one per `charset` entry): its best two candidates
-    (character, NCC), searched `shift` resampled px around the cell's place, and where the
-    best one matched (image x of the cell's left edge)."""
+    (character, NCC), searched `shift` resampled px around the cell's place, where the best
+    one matched (image x of the cell's left edge), and every character's NCC at its best
+    shift ((cells, len(ALPHABET)), -inf where `charset` does not allow it)."""
     y0, y1 = band
     count = len(charset)
     scale = CELL[1] / pitch
@@ -229,7 +234,7 @@ def _read_line(
             top.append((top[0][0], -1.0))
         cells.append(top)
         found[j] = left + float(first[j, int(np.argmax(scores[j, :, order[j, 0]]))]) / scale
-    return cells, found
+    return cells, found, best
 
 
 def _fit_grid(found: np.ndarray, cells, start: float, pitch: float) -> tuple[float, float]:
@@ -255,10 +260,10 @@ def _read_fitted(
 ) -> tuple[list[list[tuple[str, float]]], float, float]:
     """A fixed-pitch line read twice: widely around the estimated cells, then on the grid
     fitted to where the confident ones matched; returns the cells and that grid."""
-    cells, found = _read_line(gray, band, start, pitch, glyphs, charset, 2 * opts.shift_px)
+    cells, found, _ = _read_line(gray, band, start, pitch, glyphs, charset, 2 * opts.shift_px)
     start, pitch = _fit_grid(found, cells, start, pitch)
-    cells, _ = _read_line(gray, band, start, pitch, glyphs, charset, opts.shift_px)
-    return cells, start, pitch
+    cells, _, scores = _read_line(gray, band, start, pitch, glyphs, charset, opts.shift_px)
+    return cells, start, pitch, scores
 
 
 def read_mrz(image: np.ndarray, opts: ReaderOptions | None = None, name: str = "image") -> Reading:
@@ -297,7 +302,7 @@ def read_mrz(image: np.ndarray, opts: ReaderOptions | None = None, name: str = "
         # where the first pass's confident cells matched.
         pitch = (x1 - x0) / (n - 1 + GLYPH_INK)
         start = (x0 + x1) / 2 - n * pitch / 2
-        line_cells, start, pitch = _read_fitted(
+        line_cells, start, pitch, _ = _read_fitted(
             upright, (y0, y1), start, pitch, glyphs, charsets[i], opts
         )
         cells.append(line_cells)
@@ -371,15 +376,16 @@ def read_document(
         template = template_for(record.issuing_state, record.format)
     except TemplateError:
         return reading  # an issuer without a template: the MRZ checks still run
-    reading.visual = _read_visual(reading, template, opts or ReaderOptions())
+    reading.visual, reading.visual_scores = _read_visual(reading, template, opts or ReaderOptions())
     return reading
 
 
 def _read_visual(
     reading: Reading, t: Template, opts: ReaderOptions
-) -> dict[str, tuple[str, float]]:
+) -> tuple[dict[str, tuple[str, float]], dict[str, np.ndarray]]:
     """The compared fields at the template's boxes, placed through the MRZ geometry: field ->
-    (text, the smallest NCC margin of its characters)."""
+    (text, the smallest NCC margin of its characters), and field -> every character's NCC per
+    cell (`_read_line`'s scores: what `idv.documents.rules.verify` checks the MRZ against)."""
     upright, x_left = reading.upright, reading.left
     ppm = reading.pitch / MRZ_PITCH_MM
     y_top = reading.lines_found[0][0]
@@ -394,7 +400,7 @@ def _read_visual(
         "expiry_date": date,
     }
     glyphs = _glyphs(str(FIELD_FONT), MONO_ADVANCE_EM, ALPHABET)
-    out = {}
+    out, matches = {}, {}
     for name, charset in charsets.items():
         box = t.fields[name]
         x0 = x_left + (box.x - t.mrz_left_mm) * ppm  # where the template prints the value
@@ -417,11 +423,14 @@ def _read_visual(
             continue
         start = float(near[0]) - (1 - GLYPH_INK) / 2 * char_pitch  # the first cell's left
         wide = [c or ALPHABET for c in charset]
-        cells, _, _ = _read_fitted(region, (ry0, ry1), start, char_pitch, glyphs, wide, opts)
+        cells, _, _, scores = _read_fitted(
+            region, (ry0, ry1), start, char_pitch, glyphs, wide, opts
+        )
         kept = [c for c, allowed in zip(cells, charset, strict=True) if allowed]
         text = "".join(
             c[0][0] if allowed else "." for c, allowed in zip(cells, charset, strict=True)
         )
         margin = min(c[0][1] - c[1][1] for c in kept) if kept else 0.0
         out[name] = (text, float(margin))
-    return out
+        matches[name] = scores
+    return out, matches

@@ -3,11 +3,14 @@ evaluation.
 
 `check_document(image)` reads the MRZ and the compared visual-zone fields
 (`idv.documents.reader`), verifies every ICAO 9303 check digit (with the issuer's tolerances,
-`idv.documents.mrz`) and compares the MRZ's document number and dates with the visual zone.
-The outcome is one of
+`idv.documents.mrz`) and compares the MRZ's document number and dates with the visual zone
+twice: by reading (a surely read field that says otherwise) and by verification (`verify`:
+does the visual zone show the MRZ's value? At some cell the MRZ's character matches the print
+far worse than the best character does). Verification needs no sure read, only a print that
+does not contradict the MRZ, so it also catches an edit re-rendered in a near font, which the
+reader reads unsurely and reading skips. The outcome is one of
 
-- `fail`: a check digit is wrong, or a confidently read visual-zone field disagrees with the
-  MRZ (risk 1);
+- `fail`: a check digit is wrong, or the visual zone disagrees with the MRZ (risk 1);
 - `pass`: every check holds and every field read agrees (risk 0);
 - `unreadable`: no MRZ could be read (risk `unreadable_risk`, 0 by default: no evidence either
   way; a forger who smudges the MRZ is left to the model).
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from idv.documents.mrz import LAYOUTS, MrzRecord
-from idv.documents.reader import MrzReadError, ReaderOptions, Reading, read_document
+from idv.documents.reader import ALPHABET, MrzReadError, ReaderOptions, Reading, read_document
 from idv.imaging import read_image
 
 FUSION_RULES = ("noisy_or", "max", "model", "rules")
@@ -39,6 +42,7 @@ class RuleOptions:
     unreadable_risk: float = 0.0
     min_field_margin: float = 0.05  # a visual-zone field is compared only if read this surely
     min_check_margin: float = 0.08  # a failed check counts only if its characters read so
+    max_field_deficit: float = 0.3  # verify: the MRZ's character this far below the best one
     reader: ReaderOptions = field(default_factory=ReaderOptions)
 
     @classmethod
@@ -47,6 +51,7 @@ class RuleOptions:
         reader = ReaderOptions(**dict(cfg.pop("reader", {}) or {}))
         unknown = set(cfg) - {
             "fusion", "weight", "unreadable_risk", "min_field_margin", "min_check_margin",
+            "max_field_deficit",
         }  # fmt: skip
         if unknown:
             raise KeyError(f"rules: unknown option(s) {sorted(unknown)}")
@@ -116,6 +121,37 @@ def compare(record: MrzRecord, visual: Mapping[str, tuple[str, float]], min_marg
     return reasons
 
 
+def expected_visual(record: MrzRecord, name: str) -> str:
+    """The visual-zone text a compared field must show by the MRZ, `?` where the MRZ implies
+    nothing (a date's separators and century: the visual zone prints DD?MM?YYYY)."""
+    if name == "document_number":
+        return record.document_number
+    date = record.birth_date if name == "birth_date" else record.expiry_date  # YYMMDD
+    return f"{date[4:6]}?{date[2:4]}???{date[0:2]}"
+
+
+def verify(record: MrzRecord, scores: Mapping[str, np.ndarray], max_deficit: float) -> list[str]:
+    """The reasons the visual zone does not show the MRZ's value: per compared field (its
+    per-cell character NCC, `Reading.visual_scores`), the largest shortfall of the MRZ's
+    character against the best one at a cell; above `max_deficit`, the field fails."""
+    reasons = []
+    for name, cells in scores.items():
+        expected = expected_visual(record, name)
+        if len(expected) != len(cells):
+            continue  # the reader found another number of cells: no cell-wise comparison
+        worst = 0.0
+        for row, char in zip(cells, expected, strict=True):
+            if char == "?" or char not in ALPHABET or not np.isfinite(row[ALPHABET.index(char)]):
+                continue
+            worst = max(worst, float(row.max() - row[ALPHABET.index(char)]))
+        if worst > max_deficit:
+            reasons.append(
+                f"visual {name} does not show the MRZ's {expected!r} (a character's match "
+                f"{worst:.2f} below the best)"
+            )
+    return reasons
+
+
 def check_document(image: np.ndarray, options: RuleOptions | None = None, name: str = "image"):
     """The rule outcome of one RGB uint8 document capture."""
     options = options or RuleOptions()
@@ -130,6 +166,7 @@ def check_document(image: np.ndarray, options: RuleOptions | None = None, name: 
     unsure = [c for c in record.invalid_checks if c not in sure]
     reasons = [f"check digit {c} invalid" for c in sure]
     reasons += compare(record, reading.visual, options.min_field_margin)
+    reasons += verify(record, reading.visual_scores, options.max_field_deficit)
     if reasons:
         return RuleResult("fail", tuple(reasons), record)
     if unsure:
