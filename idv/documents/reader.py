@@ -257,9 +257,10 @@ def _read_fitted(
     glyphs: np.ndarray,
     charset: list[str],
     opts: ReaderOptions,
-) -> tuple[list[list[tuple[str, float]]], float, float]:
+) -> tuple[list[list[tuple[str, float]]], float, float, np.ndarray]:
     """A fixed-pitch line read twice: widely around the estimated cells, then on the grid
-    fitted to where the confident ones matched; returns the cells and that grid."""
+    fitted to where the confident ones matched; returns the cells, that grid (start, pitch)
+    and every character's NCC per cell on it (`_read_line`)."""
     cells, found, _ = _read_line(gray, band, start, pitch, glyphs, charset, 2 * opts.shift_px)
     start, pitch = _fit_grid(found, cells, start, pitch)
     cells, _, scores = _read_line(gray, band, start, pitch, glyphs, charset, opts.shift_px)
