@@ -107,27 +107,23 @@ def _span(f) -> tuple[int, int, int]:
 def compare(record: MrzRecord, visual: Mapping[str, tuple[str, float]], min_margin: float):
     """The reasons the visual zone disagrees with the MRZ (fields read surely enough only)."""
     reasons = []
-    expected = {
-        "document_number": record.document_number,
-        "birth_date": record.birth_date,
-        "expiry_date": record.expiry_date,
-    }
     for name, (text, margin) in visual.items():
         if margin < min_margin:
             continue
         value = text if name == "document_number" else _visual_date(text)
-        if value is not None and value != expected[name]:
-            reasons.append(f"visual {name} {text!r} != MRZ {expected[name]!r}")
+        expected = getattr(record, name)  # the compared fields are MrzRecord's own names
+        if value is not None and value != expected:
+            reasons.append(f"visual {name} {text!r} != MRZ {expected!r}")
     return reasons
 
 
 def expected_visual(record: MrzRecord, name: str) -> str:
     """The visual-zone text a compared field must show by the MRZ, `?` where the MRZ implies
     nothing (a date's separators and century: the visual zone prints DD?MM?YYYY)."""
+    value = getattr(record, name)
     if name == "document_number":
-        return record.document_number
-    date = record.birth_date if name == "birth_date" else record.expiry_date  # YYMMDD
-    return f"{date[4:6]}?{date[2:4]}???{date[0:2]}"
+        return value
+    return f"{value[4:6]}?{value[2:4]}???{value[0:2]}"  # the MRZ's YYMMDD
 
 
 def verify(record: MrzRecord, scores: Mapping[str, np.ndarray], max_deficit: float) -> list[str]:
@@ -141,9 +137,9 @@ def verify(record: MrzRecord, scores: Mapping[str, np.ndarray], max_deficit: flo
             continue  # the reader found another number of cells: no cell-wise comparison
         worst = 0.0
         for row, char in zip(cells, expected, strict=True):
-            if char == "?" or char not in ALPHABET or not np.isfinite(row[ALPHABET.index(char)]):
-                continue
-            worst = max(worst, float(row.max() - row[ALPHABET.index(char)]))
+            match = row[ALPHABET.index(char)] if char in ALPHABET else -np.inf  # '?' is not
+            if np.isfinite(match):  # -inf: a character its cell's class excludes
+                worst = max(worst, float(row.max() - match))
         if worst > max_deficit:
             reasons.append(
                 f"visual {name} does not show the MRZ's {expected!r} (a character's match "
